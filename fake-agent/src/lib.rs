@@ -1,0 +1,1 @@
+//! A stand-in for a Mesos agent's v1 executor API.

@@ -1,1 +1,28 @@
-//! A stand-in for a Mesos agent's v1 executor API.
+//! A faithful stand-in for a Mesos agent's v1 executor API, for testing executors
+//! without a cluster: it launches the executor, validates its calls as upstream does,
+//! streams events, acknowledges updates, restarts, injects faults and keeps a transcript.
+//!
+//! # Layout
+//! - [`server`]: the listener and [`FakeAgent`]/[`Listening`].
+//! - [`http`]: routing and status codes in upstream order.
+//! - [`validate`]: call decoding and validation, independent of the library's driver.
+//! - [`agent`]: the agent's state machine: subscriptions, tasks, acks, restarts, faults.
+//! - [`stream`]: the chunked RecordIO event stream body.
+//! - [`process`]: the executor's environment, process and container.
+//! - [`transcript`]: JSON lines and a human timeline.
+//! - [`scenario`] and [`runner`]: scenario files and their execution.
+
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod config;
+pub mod http;
+pub mod process;
+pub mod server;
+pub mod stream;
+pub mod transcript;
+pub mod validate;
+
+pub use agent::{Agent, ExecutorState, Fault, Phase, UpdateOutcome, WaitTimeout};
+pub use config::{AckPolicy, AgentConfig};
+pub use server::{FakeAgent, Listening};

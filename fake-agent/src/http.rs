@@ -38,10 +38,10 @@ pub async fn handle(agent: Agent, request: Request<Incoming>) -> Result<Response
                 agent.record(s, record);
             });
             let mut response = text(rejection.status, rejection.message.clone());
-            if rejection.status == StatusCode::UNAUTHORIZED {
-                if let Ok(value) = header::HeaderValue::from_str(&rejection.message) {
-                    response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
-                }
+            if rejection.status == StatusCode::UNAUTHORIZED
+                && let Ok(value) = header::HeaderValue::from_str(&rejection.message)
+            {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
             }
             response
         }

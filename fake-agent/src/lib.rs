@@ -18,6 +18,8 @@ pub mod agent;
 pub mod config;
 pub mod http;
 pub mod process;
+pub mod runner;
+pub mod scenario;
 pub mod server;
 pub mod stream;
 pub mod transcript;

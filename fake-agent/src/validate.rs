@@ -175,13 +175,13 @@ fn validate_update(call: &Call) -> Result<(), String> {
         return Err("Expecting 'uuid' to be present".to_owned());
     };
     check_uuid(uuid).map_err(|e| format!("Invalid UUID: {e}"))?;
-    if let Some(executor_id) = &status.executor_id {
-        if executor_id.value != call.executor_id.value {
-            return Err(format!(
-                "ExecutorID in Call: {} does not match ExecutorID in TaskStatus: {}",
-                call.executor_id.value, executor_id.value
-            ));
-        }
+    if let Some(executor_id) = &status.executor_id
+        && executor_id.value != call.executor_id.value
+    {
+        return Err(format!(
+            "ExecutorID in Call: {} does not match ExecutorID in TaskStatus: {}",
+            call.executor_id.value, executor_id.value
+        ));
     }
     if status.source() != task_status::Source::Executor {
         return Err("Received Call from executor with TaskStatus.source != SOURCE_EXECUTOR".to_owned());

@@ -119,8 +119,24 @@ impl Agent {
         s.subscriptions += 1;
         self.spawn_heartbeats(id);
 
-        // §10.2 step 3: replay unacknowledged updates; their ACKs follow SUBSCRIBED.
         let subscribe = call.subscribe.clone().unwrap_or_default();
+        // Not an upstream check: a faithful executor resends every update whose
+        // acknowledgement it never received (reference §7.4); flag any it left out.
+        let resent: HashSet<&[u8]> =
+            subscribe.unacknowledged_updates.iter().filter_map(|u| u.status.uuid.as_deref()).collect();
+        let mut missing: Vec<String> = s
+            .unacked
+            .iter()
+            .filter(|(uuid, _)| !resent.contains(uuid.as_ref()))
+            .map(|(uuid, task)| format!("{task}/{}", hex(uuid)))
+            .collect();
+        if !missing.is_empty() {
+            missing.sort();
+            s.resubscribe_gaps += 1;
+            let what = format!("SUBSCRIBE lacks {} unacknowledged updates: {}", missing.len(), missing.join(", "));
+            self.record(s, Record::Note { what });
+        }
+        // §10.2 step 3: replay unacknowledged updates; their ACKs follow SUBSCRIBED.
         let agent_id = self.inner.config.agent_id.clone();
         let mut acks = Vec::new();
         for update in &subscribe.unacknowledged_updates {
@@ -210,4 +226,8 @@ impl Agent {
             }
         });
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

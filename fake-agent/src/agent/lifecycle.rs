@@ -180,8 +180,12 @@ impl Agent {
             Fault::Stall => s.stalled = Some(Vec::new()),
             Fault::Resume => {
                 if let (Some(held), Some(stream)) = (s.stalled.take(), &s.stream) {
-                    for record in held {
-                        stream.send_raw(record);
+                    for (ack_uuid, record) in held {
+                        if stream.send_raw(record)
+                            && let Some(uuid) = ack_uuid
+                        {
+                            s.unacked.remove(&uuid);
+                        }
                     }
                 }
             }

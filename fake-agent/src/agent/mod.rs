@@ -196,12 +196,16 @@ impl Agent {
                         return;
                     }
                 };
+                let ack_uuid = event.acknowledged.as_ref().map(|a| a.uuid.clone());
                 if let Some(held) = &mut state.stalled {
                     let mut record = format!("{}\n", payload.len()).into_bytes();
                     record.extend_from_slice(&payload);
-                    held.push(Bytes::from(record));
+                    held.push((ack_uuid, Bytes::from(record)));
                     Some(stream.id)
                 } else if stream.send_record(&payload) {
+                    if let Some(uuid) = ack_uuid {
+                        state.unacked.remove(&uuid);
+                    }
                     Some(stream.id)
                 } else {
                     None
@@ -214,6 +218,7 @@ impl Agent {
 
     /// Acknowledges an update according to the ack policy.
     pub(crate) fn acknowledge(&self, state: &mut State, task_id: &str, uuid: Bytes) {
+        state.unacked.insert(uuid.clone(), task_id.to_owned());
         match state.ack_policy.clone() {
             AckPolicy::Immediate => self.emit(state, ack_event(task_id, uuid)),
             AckPolicy::Withhold => state.withheld.push((task_id.to_owned(), uuid)),
@@ -258,7 +263,7 @@ impl Agent {
             if !s.add_task(task.clone(), None) {
                 return false;
             }
-            s.queued.push_back(state::Pending::Task(task));
+            s.queued.push_back(state::Pending::Task(Box::new(task)));
             self.deliver_queued(s);
             true
         })
@@ -294,7 +299,7 @@ impl Agent {
                     }
                     Event {
                         r#type: Some(event::Type::Launch as i32),
-                        launch: Some(event::Launch { task }),
+                        launch: Some(event::Launch { task: *task }),
                         ..Default::default()
                     }
                 }

@@ -62,7 +62,7 @@ impl TaskRecord {
 #[derive(Debug, Clone)]
 pub enum Pending {
     /// A single task: one LAUNCH.
-    Task(TaskInfo),
+    Task(Box<TaskInfo>),
     /// A task group: one LAUNCH_GROUP.
     Group(TaskGroupInfo),
 }
@@ -128,8 +128,14 @@ pub struct State {
     pub ack_policy: AckPolicy,
     /// Acknowledgements held back by [`AckPolicy::Withhold`].
     pub withheld: Vec<(String, Bytes)>,
-    /// Events not written while the stream stalls; flushed when it resumes.
-    pub stalled: Option<Vec<Bytes>>,
+    /// Events not written while the stream stalls (with the uuid of an ACKNOWLEDGED);
+    /// flushed when it resumes.
+    pub stalled: Option<Vec<(Option<Bytes>, Bytes)>>,
+    /// Updates the agent acknowledged whose ACKNOWLEDGED never reached a live stream:
+    /// uuid to task id. A resubscription must carry every one of them.
+    pub unacked: HashMap<Bytes, String>,
+    /// Resubscriptions that lacked some of [`State::unacked`].
+    pub resubscribe_gaps: u64,
     /// The host stopped answering (requests hang, events vanish).
     pub blackhole: bool,
     /// The transcript so far.
@@ -157,6 +163,8 @@ impl State {
             ack_policy,
             withheld: Vec::new(),
             stalled: None,
+            unacked: HashMap::new(),
+            resubscribe_gaps: 0,
             blackhole: false,
             transcript: Vec::new(),
             executor_exit: None,

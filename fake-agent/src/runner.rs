@@ -1,0 +1,346 @@
+//! Runs a [`Scenario`] against a fake agent: each step acts or waits, every wait has a
+//! timeout, and the first expectation that fails stops the run with what was seen.
+
+use std::{collections::HashSet, time::Duration};
+
+use mesos_executor::proto::v1::{
+    TaskState, TaskStatus,
+    executor::{Call, call},
+};
+
+use crate::{
+    agent::{Agent, State},
+    scenario::{Scenario, Step, UpdateFilter, kill_policy},
+    transcript::Record,
+};
+
+/// The first step that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("step {number} ({step}) failed: {reason}")]
+pub struct StepFailure {
+    /// 1-based step number.
+    pub number: usize,
+    /// The step, briefly.
+    pub step: String,
+    /// What went wrong and what was seen instead.
+    pub reason: String,
+}
+
+/// Executes scenarios step by step.
+pub struct Runner {
+    agent: Agent,
+    default_timeout: Duration,
+    claimed_updates: HashSet<usize>,
+    claimed_calls: HashSet<usize>,
+}
+
+impl Runner {
+    /// A runner for `agent`.
+    pub fn new(agent: Agent) -> Self {
+        Runner {
+            agent,
+            default_timeout: Duration::from_secs(10),
+            claimed_updates: HashSet::new(),
+            claimed_calls: HashSet::new(),
+        }
+    }
+
+    /// Runs every step of `scenario`.
+    ///
+    /// # Errors
+    /// The first step whose expectation did not hold.
+    pub async fn run(&mut self, scenario: &Scenario) -> Result<(), StepFailure> {
+        self.default_timeout = Duration::from_millis(scenario.default_timeout_ms);
+        for (i, step) in scenario.steps.iter().enumerate() {
+            let brief = describe(step);
+            self.agent.note(format!("scenario step {}: {brief}", i + 1));
+            if let Err(reason) = self.step(step).await {
+                return Err(StepFailure { number: i + 1, step: brief, reason });
+            }
+        }
+        Ok(())
+    }
+
+    fn timeout(&self, ms: Option<u64>) -> Duration {
+        ms.map_or(self.default_timeout, Duration::from_millis)
+    }
+
+    async fn step(&mut self, step: &Step) -> Result<(), String> {
+        let agent = self.agent.clone();
+        let agent_id = agent.config().agent_id.clone();
+        match step {
+            Step::ExpectSubscribe { count, timeout_ms } => {
+                let count = count.unwrap_or(1);
+                agent
+                    .wait_for(
+                        &format!("{count} subscriptions"),
+                        self.timeout(*timeout_ms),
+                        |s| s.subscriptions >= count,
+                        |s| format!("saw {} subscriptions; executor is {:?}", s.subscriptions, s.executor),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Step::Launch(spec) => agent
+                .launch(spec.to_task_info(&agent_id))
+                .then_some(())
+                .ok_or_else(|| format!("task id {} already used", spec.task_id)),
+            Step::LaunchGroup { tasks } => {
+                let group = mesos_executor::proto::v1::TaskGroupInfo {
+                    tasks: tasks.iter().map(|t| t.to_task_info(&agent_id)).collect(),
+                };
+                agent
+                    .launch_group(group)
+                    .then_some(())
+                    .ok_or_else(|| "a task id of the group is already used".to_owned())
+            }
+            Step::Kill { task_id, grace_ms } => {
+                agent.kill(task_id, kill_policy(*grace_ms));
+                Ok(())
+            }
+            Step::Message { data } => {
+                agent.send_message(data.clone().into_bytes());
+                Ok(())
+            }
+            Step::Shutdown {} => {
+                agent.shutdown();
+                Ok(())
+            }
+            Step::WaitState { task_id, state, timeout_ms } => {
+                let wanted = TaskState::from_str_name(state).ok_or_else(|| format!("unknown task state {state:?}"))?;
+                agent
+                    .wait_for(
+                        &format!("task {task_id} to reach {state}"),
+                        self.timeout(*timeout_ms),
+                        |s| s.task(task_id).is_some_and(|t| t.state == wanted),
+                        |s| match s.task(task_id) {
+                            Some(t) => format!("task {task_id} is {}", t.state.as_str_name()),
+                            None => format!("no task {task_id}"),
+                        },
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Step::ExpectUpdate(filter) => self.expect_update(filter).await,
+            Step::ExpectCall { r#type, data_contains, timeout_ms } => {
+                let kind = call::Type::from_str_name(r#type).ok_or_else(|| format!("unknown call type {type:?}"))?;
+                let claimed = self.claimed_calls.clone();
+                let found = |s: &State| find_call(s, kind, data_contains.as_deref(), &claimed);
+                agent
+                    .wait_for(
+                        &format!("a {type} call"),
+                        self.timeout(*timeout_ms),
+                        |s| found(s).is_some(),
+                        |s| format!("saw calls: {}", call_summary(s)),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if let Some(index) = agent.inspect(found) {
+                    self.claimed_calls.insert(index);
+                }
+                Ok(())
+            }
+            Step::RestartAgent { down_ms, recovering_ms, resubscribe_within_ms } => {
+                let (subscriptions, gaps) = agent.inspect(|s| (s.subscriptions, s.resubscribe_gaps));
+                agent
+                    .restart(Duration::from_millis(*down_ms), Duration::from_millis(recovering_ms.unwrap_or(100)))
+                    .await;
+                let back = tokio::time::Instant::now();
+                let within = resubscribe_within_ms.map_or(agent.config().reregistration_timeout, Duration::from_millis);
+                agent
+                    .wait_for(
+                        "the executor to resubscribe",
+                        within,
+                        |s| s.subscriptions > subscriptions,
+                        |s| format!("executor is {:?}, {} subscriptions", s.executor, s.subscriptions),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                agent.note(format!(
+                    "executor resubscribed {:.1} ms after the agent accepted SUBSCRIBE again",
+                    back.elapsed().as_secs_f64() * 1e3
+                ));
+                let (now_gaps, lost) = agent.inspect(|s| (s.resubscribe_gaps, lost_tasks(s)));
+                if now_gaps > gaps {
+                    return Err(
+                        "the resubscription did not carry every unacknowledged update (see transcript)".to_owned()
+                    );
+                }
+                if !lost.is_empty() {
+                    return Err(format!("the agent lost tasks the executor did not report: {}", lost.join(", ")));
+                }
+                Ok(())
+            }
+            Step::AckPolicy(policy) => {
+                agent.set_ack_policy(policy.clone());
+                Ok(())
+            }
+            Step::ReleaseAcks {} => {
+                agent.release_withheld_acks();
+                Ok(())
+            }
+            Step::Fault(fault) => {
+                agent.inject(fault.clone());
+                Ok(())
+            }
+            Step::SleepMs(ms) => {
+                tokio::time::sleep(Duration::from_millis(*ms)).await;
+                Ok(())
+            }
+            Step::ExpectExit { code, timeout_ms } => {
+                agent
+                    .wait_for(
+                        "the executor to exit",
+                        self.timeout(*timeout_ms),
+                        |s| s.executor_exit.is_some(),
+                        |s| format!("executor is {:?}", s.executor),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let how = agent.inspect(|s| s.executor_exit.clone()).unwrap_or_default();
+                match code {
+                    Some(code) if how != format!("exited with status {code}") => {
+                        Err(format!("expected exit status {code}, the executor {how}"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn expect_update(&mut self, filter: &UpdateFilter) -> Result<(), String> {
+        let claimed = self.claimed_updates.clone();
+        let found = |s: &State| find_update(s, filter, &claimed);
+        let result = self
+            .agent
+            .wait_for(
+                &format!("an update {}", describe_filter(filter)),
+                self.timeout(filter.timeout_ms),
+                |s| found(s).is_some(),
+                |s| format!("saw updates: {}", update_summary(s, filter.task_id.as_deref())),
+            )
+            .await;
+        result.map_err(|e| e.to_string())?;
+        if let Some(index) = self.agent.inspect(found) {
+            self.claimed_updates.insert(index);
+        }
+        Ok(())
+    }
+}
+
+fn updates(s: &State) -> impl Iterator<Item = (usize, &TaskStatus)> {
+    s.transcript.iter().enumerate().filter_map(|(i, e)| match &e.record {
+        Record::Call { call, status: 202, .. } => call.update.as_ref().map(|u| (i, &u.status)),
+        Record::Replayed { status, .. } => Some((i, status.as_ref())),
+        _ => None,
+    })
+}
+
+fn find_update(s: &State, f: &UpdateFilter, claimed: &HashSet<usize>) -> Option<usize> {
+    updates(s)
+        .filter(|(i, _)| !claimed.contains(i))
+        .find(|(_, st)| {
+            f.task_id.as_ref().is_none_or(|id| &st.task_id.value == id)
+                && f.state.as_ref().is_none_or(|n| TaskState::try_from(st.state).is_ok_and(|x| x.as_str_name() == n))
+                && f.healthy.is_none_or(|h| st.healthy == Some(h))
+                && f.reason.as_ref().is_none_or(|r| st.reason.is_some() && st.reason().as_str_name() == r)
+                && f.message_contains.as_ref().is_none_or(|m| st.message().contains(m.as_str()))
+        })
+        .map(|(i, _)| i)
+}
+
+fn update_summary(s: &State, task: Option<&str>) -> String {
+    let seen: Vec<String> = updates(s)
+        .filter(|(_, st)| task.is_none_or(|t| st.task_id.value == t))
+        .map(|(_, st)| {
+            let state = TaskState::try_from(st.state).map_or("?", |x| x.as_str_name());
+            let mut line = format!("{} {state}", st.task_id.value);
+            if let Some(h) = st.healthy {
+                line.push_str(&format!(" healthy={h}"));
+            }
+            if let Some(m) = &st.message {
+                line.push_str(&format!(" {m:?}"));
+            }
+            line
+        })
+        .collect();
+    if seen.is_empty() { "none".to_owned() } else { seen.join("; ") }
+}
+
+fn calls(s: &State) -> impl Iterator<Item = (usize, &Call, u16)> {
+    s.transcript.iter().enumerate().filter_map(|(i, e)| match &e.record {
+        Record::Call { call, status, .. } => Some((i, call.as_ref(), *status)),
+        _ => None,
+    })
+}
+
+fn find_call(s: &State, kind: call::Type, data: Option<&str>, claimed: &HashSet<usize>) -> Option<usize> {
+    calls(s)
+        .filter(|(i, c, status)| !claimed.contains(i) && c.r#type() == kind && *status < 300)
+        .find(|(_, c, _)| {
+            data.is_none_or(|d| c.message.as_ref().is_some_and(|m| String::from_utf8_lossy(&m.data).contains(d)))
+        })
+        .map(|(i, _, _)| i)
+}
+
+fn call_summary(s: &State) -> String {
+    let seen: Vec<String> = calls(s).map(|(_, c, status)| format!("{} {status}", c.r#type().as_str_name())).collect();
+    if seen.is_empty() { "none".to_owned() } else { seen.join(", ") }
+}
+
+fn lost_tasks(s: &State) -> Vec<String> {
+    s.transcript
+        .iter()
+        .filter_map(|e| match &e.record {
+            Record::AgentUpdate { status }
+                if status.reason() == mesos_executor::proto::v1::task_status::Reason::AgentRestarted =>
+            {
+                Some(status.task_id.value.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn describe_filter(f: &UpdateFilter) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = &f.task_id {
+        parts.push(format!("task {t}"));
+    }
+    if let Some(st) = &f.state {
+        parts.push(st.clone());
+    }
+    if let Some(h) = f.healthy {
+        parts.push(format!("healthy={h}"));
+    }
+    if let Some(r) = &f.reason {
+        parts.push(r.clone());
+    }
+    if let Some(m) = &f.message_contains {
+        parts.push(format!("message containing {m:?}"));
+    }
+    parts.join(" ")
+}
+
+/// A one-line description of a step.
+pub fn describe(step: &Step) -> String {
+    match step {
+        Step::ExpectSubscribe { count, .. } => format!("expect_subscribe {}", count.unwrap_or(1)),
+        Step::Launch(t) => format!("launch {}", t.task_id),
+        Step::LaunchGroup { tasks } => {
+            format!("launch_group [{}]", tasks.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>().join(", "))
+        }
+        Step::Kill { task_id, .. } => format!("kill {task_id}"),
+        Step::Message { .. } => "message".to_owned(),
+        Step::Shutdown {} => "shutdown".to_owned(),
+        Step::WaitState { task_id, state, .. } => format!("wait_state {task_id} {state}"),
+        Step::ExpectUpdate(f) => format!("expect_update {}", describe_filter(f)),
+        Step::ExpectCall { r#type, .. } => format!("expect_call {type}"),
+        Step::RestartAgent { down_ms, .. } => format!("restart_agent down {down_ms} ms"),
+        Step::AckPolicy(p) => format!("ack_policy {p:?}"),
+        Step::ReleaseAcks {} => "release_acks".to_owned(),
+        Step::Fault(f) => format!("fault {f:?}"),
+        Step::SleepMs(ms) => format!("sleep {ms} ms"),
+        Step::ExpectExit { code, .. } => format!("expect_exit {}", code.map_or("any".to_owned(), |c| c.to_string())),
+    }
+}

@@ -106,7 +106,7 @@ pub enum Step {
     /// Wait until the executor has subscribed (`count` subscriptions in all, default 1).
     ExpectSubscribe { count: Option<u64>, timeout_ms: Option<u64> },
     /// Launch one task (LAUNCH).
-    Launch(TaskSpec),
+    Launch(Box<TaskSpec>),
     /// Launch a task group (LAUNCH_GROUP).
     LaunchGroup { tasks: Vec<TaskSpec> },
     /// Kill a task, optionally with a kill policy grace period.

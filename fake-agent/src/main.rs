@@ -148,10 +148,10 @@ async fn run(args: RunArgs) -> ExitCode {
     if !args.quiet {
         println!("{}", timeline(&entries));
     }
-    if args.keep_sandbox {
-        if let Some(path) = agent.keep_sandbox() {
-            eprintln!("fake-agent: sandbox kept at {}", path.display());
-        }
+    if args.keep_sandbox
+        && let Some(path) = agent.keep_sandbox()
+    {
+        eprintln!("fake-agent: sandbox kept at {}", path.display());
     }
     match result {
         Ok(()) => {

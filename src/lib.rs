@@ -8,15 +8,20 @@
 //! - [`proto`]: the protocol types, generated from our proto2 files in `proto/`.
 //! - [`wire`]: calls and events as protobuf or in the agent's JSON mapping.
 //! - [`env`]: the typed executor environment and the stout duration grammar.
-//! - [`driver`]: the connection to the agent, starting with the RecordIO codec.
+//! - [`driver`]: [`ExecutorDriver`] and its [`DriverHandle`]: subscription, RecordIO
+//!   stream, calls, acknowledgements, recovery, TLS.
+//! - [`executor`]: the [`Executor`] trait.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod driver;
 pub mod env;
+pub mod executor;
 pub mod proto;
 pub mod wire;
 
+pub use driver::{DriverConfig, DriverError, DriverHandle, DriverStatus, ExecutorDriver};
 pub use env::{EnvError, ExecutorEnv};
+pub use executor::Executor;
 pub use wire::{ContentType, WireError};

@@ -1,5 +1,345 @@
-//! The connection to the agent: RecordIO framing of the event stream.
+//! The executor driver: one task owns the connection to the agent, the subscription
+//! state and the unacknowledged updates, and calls the [`Executor`] one event at a time;
+//! cheap [`DriverHandle`]s send it status updates and messages over a channel.
+//!
+//! Lifecycle as upstream: [`ExecutorDriver::start`], [`stop`](ExecutorDriver::stop),
+//! [`abort`](ExecutorDriver::abort), [`join`](ExecutorDriver::join),
+//! [`run`](ExecutorDriver::run). Recovery rules are in [`subscription`].
 
+mod acks;
+pub mod backoff;
+mod calls;
 pub mod recordio;
+mod session;
+pub mod subscription;
+pub mod tls;
+pub mod transport;
 
-pub use recordio::{RecordIoCodec, RecordIoError};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+pub use self::{
+    backoff::{BackoffError, RetryBackoff},
+    recordio::{RecordIoCodec, RecordIoError},
+    transport::TransportError,
+};
+use crate::{
+    ContentType, EnvError, ExecutorEnv,
+    executor::Executor,
+    proto::v1::{ExecutorId, TaskState, TaskStatus, task_status},
+};
+
+/// Where the driver is in its life (upstream `Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DriverStatus {
+    /// Built, not started.
+    NotStarted = 1,
+    /// Started: connecting, subscribed, or recovering.
+    Running = 2,
+    /// Ended by [`ExecutorDriver::abort`], or by itself after a SHUTDOWN whose grace
+    /// period passed without [`DriverHandle::stop`], or after a fatal refusal.
+    Aborted = 3,
+    /// Ended by [`DriverHandle::stop`].
+    Stopped = 4,
+}
+
+impl DriverStatus {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            2 => DriverStatus::Running,
+            3 => DriverStatus::Aborted,
+            4 => DriverStatus::Stopped,
+            _ => DriverStatus::NotStarted,
+        }
+    }
+}
+
+/// Errors of the driver and its handle.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The driver is not running, so nothing can be sent.
+    #[error("the executor driver is not running (status {0:?})")]
+    NotRunning(DriverStatus),
+    /// The update can never be accepted by an agent.
+    #[error("invalid status update for task {task_id:?}: {reason}")]
+    InvalidUpdate {
+        /// The task.
+        task_id: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// [`ExecutorDriver::start`] was called twice.
+    #[error("the executor driver was already started")]
+    AlreadyStarted,
+    /// The environment is incomplete or malformed.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// The endpoint cannot be set up (TLS settings, token).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// Retry settings are inconsistent.
+    #[error(transparent)]
+    Backoff(#[from] BackoffError),
+    /// The driver thread or its runtime could not be created.
+    #[error("cannot start the driver thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// How the driver behaves; [`DriverConfig::new`] gives upstream-compatible defaults.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Identity and agent, usually [`ExecutorEnv::from_process`].
+    pub env: ExecutorEnv,
+    /// Encoding of calls and events (protobuf by default, as upstream).
+    pub content_type: ContentType,
+    /// First non-zero delay between resubscription attempts.
+    pub initial_retry_interval: Duration,
+    /// Longest delay between attempts; the effective cap is also at most
+    /// `MESOS_SUBSCRIPTION_BACKOFF_MAX`. Small by default (30 ms): the agent is local,
+    /// refused connections cost nothing, and the executor must be back within the
+    /// agent's re-registration window.
+    pub retry_interval_cap: Duration,
+    /// How long [`DriverHandle::stop`] waits for outstanding acknowledgements
+    /// (upstream built-in executors wait 60 s for the terminal update's).
+    pub stop_timeout: Duration,
+    /// Resend an update POSTed this long ago and still unacknowledged on a live stream
+    /// (the agent acknowledges duplicates; upstream only resends on resubscription).
+    pub resend_after: Duration,
+    /// Period of HEARTBEAT calls while subscribed (upstream: 30 minutes).
+    pub heartbeat_interval: Duration,
+    /// Largest event accepted.
+    pub max_record_len: usize,
+    /// Idle time before TCP keepalive probes start on agent connections; a vanished
+    /// agent host is noticed after about twice this.
+    pub keepalive_idle: Duration,
+}
+
+impl DriverConfig {
+    /// Defaults for `env`.
+    pub fn new(env: ExecutorEnv) -> Self {
+        DriverConfig {
+            env,
+            content_type: ContentType::Protobuf,
+            initial_retry_interval: Duration::from_millis(2),
+            retry_interval_cap: Duration::from_millis(30),
+            stop_timeout: Duration::from_secs(60),
+            resend_after: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(30 * 60),
+            max_record_len: recordio::DEFAULT_MAX_RECORD_LEN,
+            keepalive_idle: Duration::from_secs(10),
+        }
+    }
+
+    /// Defaults for the process environment.
+    ///
+    /// # Errors
+    /// A missing or malformed `MESOS_*` variable.
+    pub fn from_process_env() -> Result<Self, EnvError> {
+        Ok(Self::new(ExecutorEnv::from_process()?))
+    }
+}
+
+pub(crate) enum Command {
+    Update(Box<TaskStatus>),
+    Message(Bytes),
+    Stop,
+    Abort,
+}
+
+/// A cheap, cloneable handle to a running driver, usable from any thread or task.
+#[derive(Clone, Debug)]
+pub struct DriverHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    status: Arc<AtomicU8>,
+    executor_id: Arc<str>,
+}
+
+impl DriverHandle {
+    /// Sends a status update. The driver fills in a fresh uuid, the timestamp, source
+    /// `SOURCE_EXECUTOR`, the executor id and the agent id, and keeps the update until
+    /// the agent acknowledges it, across reconnections. Returns the uuid.
+    ///
+    /// # Errors
+    /// [`DriverError::NotRunning`], or [`DriverError::InvalidUpdate`] for a state the
+    /// agent always refuses (`TASK_STAGING`) or an empty task id.
+    pub fn send_status_update(&self, mut status: TaskStatus) -> Result<[u8; 16], DriverError> {
+        self.ensure_running()?;
+        let invalid = |reason| DriverError::InvalidUpdate { task_id: status.task_id.value.clone(), reason };
+        if status.task_id.value.is_empty() {
+            return Err(invalid("empty task id"));
+        }
+        if status.state == TaskState::TaskStaging as i32 {
+            return Err(invalid("executors may not send TASK_STAGING"));
+        }
+        let uuid = *uuid::Uuid::new_v4().as_bytes();
+        status.uuid = Some(Bytes::copy_from_slice(&uuid));
+        status.source = Some(task_status::Source::Executor as i32);
+        status.executor_id = Some(ExecutorId { value: self.executor_id.to_string() });
+        if status.timestamp.is_none() {
+            status.timestamp = Some(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
+        }
+        self.send(Command::Update(Box::new(status)))?;
+        Ok(uuid)
+    }
+
+    /// Sends a framework message to the scheduler (dropped, as upstream, while
+    /// disconnected).
+    ///
+    /// # Errors
+    /// [`DriverError::NotRunning`].
+    pub fn send_framework_message(&self, data: impl Into<Bytes>) -> Result<(), DriverError> {
+        self.ensure_running()?;
+        self.send(Command::Message(data.into()))
+    }
+
+    /// Stops the driver gracefully: it ends once every update is acknowledged, or after
+    /// the stop timeout. Returns the status at the time of the request.
+    pub fn stop(&self) -> DriverStatus {
+        let status = self.status();
+        let _ = self.commands.send(Command::Stop);
+        status
+    }
+
+    /// Ends the driver at once, without waiting for acknowledgements.
+    pub fn abort(&self) -> DriverStatus {
+        let status = self.status();
+        let _ = self.commands.send(Command::Abort);
+        status
+    }
+
+    /// The driver's status.
+    pub fn status(&self) -> DriverStatus {
+        DriverStatus::from_u8(self.status.load(Ordering::Acquire))
+    }
+
+    fn ensure_running(&self) -> Result<(), DriverError> {
+        match self.status() {
+            DriverStatus::Running => Ok(()),
+            other => Err(DriverError::NotRunning(other)),
+        }
+    }
+
+    fn send(&self, command: Command) -> Result<(), DriverError> {
+        self.commands.send(command).map_err(|_| DriverError::NotRunning(self.status()))
+    }
+
+    fn set_status(&self, status: DriverStatus) {
+        self.status.store(status as u8, Ordering::Release);
+    }
+}
+
+/// Runs an [`Executor`] against the agent.
+pub struct ExecutorDriver<E: Executor> {
+    executor: Option<E>,
+    config: DriverConfig,
+    handle: DriverHandle,
+    commands: Option<mpsc::UnboundedReceiver<Command>>,
+    thread: Option<std::thread::JoinHandle<DriverStatus>>,
+}
+
+impl<E: Executor> ExecutorDriver<E> {
+    /// A driver for `executor` with `config`.
+    pub fn new(executor: E, config: DriverConfig) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = DriverHandle {
+            commands: tx,
+            status: Arc::new(AtomicU8::new(DriverStatus::NotStarted as u8)),
+            executor_id: Arc::from(config.env.executor_id.as_str()),
+        };
+        ExecutorDriver { executor: Some(executor), config, handle, commands: Some(rx), thread: None }
+    }
+
+    /// A driver configured from the process environment.
+    ///
+    /// # Errors
+    /// A missing or malformed `MESOS_*` variable.
+    pub fn from_env(executor: E) -> Result<Self, DriverError> {
+        Ok(Self::new(executor, DriverConfig::from_process_env()?))
+    }
+
+    /// A handle for sending updates and messages, and for stopping.
+    pub fn handle(&self) -> DriverHandle {
+        self.handle.clone()
+    }
+
+    /// The driver's status.
+    pub fn status(&self) -> DriverStatus {
+        self.handle.status()
+    }
+
+    fn prepare(&mut self) -> Result<session::Session<E>, DriverError> {
+        let (Some(executor), Some(commands)) = (self.executor.take(), self.commands.take()) else {
+            return Err(DriverError::AlreadyStarted);
+        };
+        let session = session::Session::new(executor, self.config.clone(), self.handle.clone(), commands)?;
+        self.handle.set_status(DriverStatus::Running);
+        Ok(session)
+    }
+
+    /// Starts the driver on a thread of its own (a single-threaded tokio runtime).
+    ///
+    /// # Errors
+    /// Already started, bad TLS or retry settings, or the thread cannot be created.
+    pub fn start(&mut self) -> Result<DriverStatus, DriverError> {
+        let session = self.prepare()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(DriverError::Spawn)?;
+        let handle = self.handle.clone();
+        let thread = std::thread::Builder::new()
+            .name("mesos-executor-driver".to_owned())
+            .spawn(move || {
+                let status = runtime.block_on(session.run());
+                handle.set_status(status);
+                status
+            })
+            .map_err(DriverError::Spawn)?;
+        self.thread = Some(thread);
+        Ok(DriverStatus::Running)
+    }
+
+    /// Runs the driver on the current tokio runtime until it ends. Callbacks run on
+    /// this task.
+    ///
+    /// # Errors
+    /// Already started, or bad TLS or retry settings.
+    pub async fn run_async(mut self) -> Result<DriverStatus, DriverError> {
+        let session = self.prepare()?;
+        let status = session.run().await;
+        self.handle.set_status(status);
+        Ok(status)
+    }
+
+    /// Asks the driver to stop gracefully (see [`DriverHandle::stop`]).
+    pub fn stop(&self) -> DriverStatus {
+        self.handle.stop()
+    }
+
+    /// Ends the driver at once.
+    pub fn abort(&self) -> DriverStatus {
+        self.handle.abort()
+    }
+
+    /// Waits for the driver thread to end and returns the final status.
+    pub fn join(&mut self) -> DriverStatus {
+        match self.thread.take() {
+            Some(thread) => thread.join().unwrap_or(DriverStatus::Aborted),
+            None => self.status(),
+        }
+    }
+
+    /// Starts the driver and waits for it to end.
+    ///
+    /// # Errors
+    /// As [`ExecutorDriver::start`].
+    pub fn run(mut self) -> Result<DriverStatus, DriverError> {
+        self.start()?;
+        Ok(self.join())
+    }
+}

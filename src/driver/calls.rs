@@ -1,0 +1,137 @@
+//! The calls the driver sends, and the pump that POSTs them one after another on the
+//! keep-alive connection: in order, retried while the agent cannot take them yet
+//! (503 during its recovery, a broken connection), skipped once acknowledged.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::transport::{CallClient, Endpoint, TransportError};
+use crate::{
+    ContentType, ExecutorEnv,
+    proto::v1::{ExecutorId, FrameworkId, TaskStatus, executor::Call, executor::call},
+    wire::encode,
+};
+
+fn call(env: &ExecutorEnv, kind: call::Type) -> Call {
+    Call {
+        executor_id: ExecutorId { value: env.executor_id.clone() },
+        framework_id: FrameworkId { value: env.framework_id.clone() },
+        r#type: Some(kind as i32),
+        ..Default::default()
+    }
+}
+
+/// SUBSCRIBE, always with a `subscribe` message even when empty (pitfall 4).
+pub(crate) fn subscribe(env: &ExecutorEnv, subscribe: call::Subscribe) -> Call {
+    Call { subscribe: Some(subscribe), ..call(env, call::Type::Subscribe) }
+}
+
+/// UPDATE carrying `status`.
+pub(crate) fn update(env: &ExecutorEnv, status: TaskStatus) -> Call {
+    Call { update: Some(call::Update { status }), ..call(env, call::Type::Update) }
+}
+
+/// MESSAGE (the data is field 2 of `Call.Message`, pitfall 7).
+pub(crate) fn message(env: &ExecutorEnv, data: Bytes) -> Call {
+    Call { message: Some(call::Message { data }), ..call(env, call::Type::Message) }
+}
+
+/// HEARTBEAT.
+pub(crate) fn heartbeat(env: &ExecutorEnv) -> Call {
+    call(env, call::Type::Heartbeat)
+}
+
+/// Encodes a call; our own messages always have descriptors, so this cannot fail in a
+/// correct build, and an empty body would be refused by the agent with a clear 400.
+pub(crate) fn body(call: &Call, media: ContentType) -> Bytes {
+    encode(call, media).map(Bytes::from).unwrap_or_default()
+}
+
+/// One call for the pump.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// `UPDATE`, `MESSAGE` or `HEARTBEAT`.
+    pub name: &'static str,
+    /// The uuid of an update: skipped if acknowledged before it goes out.
+    pub uuid: Option<Bytes>,
+    /// The encoded call.
+    pub body: Bytes,
+}
+
+/// A call the agent refused for good.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub name: &'static str,
+    pub uuid: Option<Bytes>,
+    pub error: TransportError,
+}
+
+/// Uuids of updates not acknowledged yet, shared with the pump.
+pub(crate) type PendingSet = Arc<Mutex<HashSet<Bytes>>>;
+
+/// The task that POSTs calls in order.
+pub(crate) struct Pump {
+    queue: mpsc::UnboundedSender<Outgoing>,
+    pub refused: mpsc::UnboundedReceiver<Refused>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Pump {
+    pub fn start(endpoint: Endpoint, pending: PendingSet) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let (refused_tx, refused) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(CallClient::new(endpoint), rx, refused_tx, pending));
+        Pump { queue, refused, task }
+    }
+
+    pub fn send(&self, outgoing: Outgoing) {
+        let _ = self.queue.send(outgoing);
+    }
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(10);
+const LAST_RETRY: Duration = Duration::from_secs(1);
+
+async fn run(
+    mut client: CallClient,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+    refused: mpsc::UnboundedSender<Refused>,
+    pending: PendingSet,
+) {
+    while let Some(item) = queue.recv().await {
+        let mut delay = FIRST_RETRY;
+        loop {
+            let acknowledged =
+                item.uuid.as_ref().is_some_and(|uuid| !pending.lock().map(|p| p.contains(uuid)).unwrap_or(true));
+            if acknowledged {
+                break;
+            }
+            match client.post(item.name, item.body.clone()).await {
+                Ok(()) => break,
+                // 403 "Executor is not subscribed" while the agent catches up with our
+                // SUBSCRIBE; 503 while it finishes recovery (reference §1.5, pitfall 14).
+                Err(error) if error.is_retryable() || error.status() == Some(hyper::StatusCode::FORBIDDEN) => {
+                    tracing::debug!(call = item.name, %error, retry_in = ?delay, "call not accepted yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(LAST_RETRY);
+                }
+                Err(error) => {
+                    let _ = refused.send(Refused { name: item.name, uuid: item.uuid.clone(), error });
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! HTTP/1.1 to the agent. The SUBSCRIBE stream gets a connection of its own (a call
+//! queued behind it on the same connection would never be answered, reference §1.6);
+//! other calls share one keep-alive connection. TCP, the agent's unix socket, or TLS.
+//! Status codes become typed errors that know whether a retry can help.
+
+use std::{io, path::PathBuf, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, StatusCode, client::conn::http1::SendRequest, header};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::{codec::FramedRead, io::StreamReader};
+
+use super::recordio::RecordIoCodec;
+use crate::{ContentType, env::ExecutorEnv};
+
+/// A failure to talk to the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The connection could not be made (refused, unreachable, no such socket).
+    #[error("cannot connect to the agent at {target}: {source}")]
+    Connect {
+        /// Where we tried.
+        target: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The TLS configuration or handshake failed.
+    #[error("TLS with the agent at {target} failed: {reason}")]
+    Tls {
+        /// Where we tried.
+        target: String,
+        /// Why (an unknown CA, a name mismatch, ...).
+        reason: String,
+    },
+    /// The HTTP exchange broke (connection reset, closed mid-response).
+    #[error("HTTP exchange with the agent failed: {0}")]
+    Http(#[from] hyper::Error),
+    /// The agent answered with an unexpected status.
+    #[error("the agent answered '{status}' to {call}: {body}")]
+    Status {
+        /// The call type.
+        call: &'static str,
+        /// The status.
+        status: StatusCode,
+        /// The agent's plain-text explanation.
+        body: String,
+    },
+}
+
+impl TransportError {
+    /// Whether trying again later can succeed: transport failures, 503 (agent still
+    /// recovering), 404 (routes not installed yet), other 5xx. Not: TLS errors, 400,
+    /// 401, 403, 406, 415 (reference §7.2).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TransportError::Connect { .. } | TransportError::Http(_) => true,
+            TransportError::Tls { .. } => false,
+            TransportError::Status { status, .. } => status.is_server_error() || *status == StatusCode::NOT_FOUND,
+        }
+    }
+
+    /// The HTTP status, when the agent answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            TransportError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+/// Where and how to reach the agent's executor API.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    target: Target,
+    tls: Option<(tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>)>,
+    authority: String,
+    path: String,
+    authorization: Option<header::HeaderValue>,
+    keepalive: socket2::TcpKeepalive,
+    pub media: ContentType,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("target", &self.target).field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// The endpoint described by `env`: the unix socket when `MESOS_DOMAIN_SOCKET` is
+    /// set, else TCP to `MESOS_SLAVE_PID`'s address; TLS when libprocess SSL is on.
+    pub fn new(env: &ExecutorEnv, media: ContentType, keepalive_idle: Duration) -> Result<Self, TransportError> {
+        let (target, authority) = match &env.domain_socket {
+            Some(path) => (Target::Unix(path.clone()), "localhost".to_owned()),
+            None => (Target::Tcp { host: env.agent.host.clone(), port: env.agent.port }, env.agent.authority()),
+        };
+        let describe = || format!("{}{}", env.agent.authority(), env.agent.path());
+        let tls = if env.tls.enabled {
+            let config = super::tls::client_config(&env.tls)
+                .map_err(|e| TransportError::Tls { target: describe(), reason: e.to_string() })?;
+            let name = super::tls::server_name(&env.agent.host)
+                .map_err(|e| TransportError::Tls { target: describe(), reason: e.to_string() })?;
+            Some((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
+        } else {
+            None
+        };
+        let authorization = match &env.auth_token {
+            Some(token) => {
+                let mut value = header::HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                    TransportError::Tls {
+                        target: describe(),
+                        reason: "the authentication token is not a valid header value".into(),
+                    }
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(keepalive_idle)
+            .with_interval((keepalive_idle / 2).max(Duration::from_secs(1)))
+            .with_retries(3);
+        Ok(Endpoint { target, tls, authority, path: env.agent.path(), authorization, keepalive, media })
+    }
+
+    fn describe(&self) -> String {
+        match &self.target {
+            Target::Tcp { .. } => format!("{}{}", self.authority, self.path),
+            Target::Unix(path) => format!("unix:{}{}", path.display(), self.path),
+        }
+    }
+
+    async fn connect_io(&self) -> Result<Box<dyn Io>, TransportError> {
+        let connect_error = |source| TransportError::Connect { target: self.describe(), source };
+        let io: Box<dyn Io> = match &self.target {
+            Target::Tcp { host, port } => {
+                let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await.map_err(connect_error)?;
+                let _ = stream.set_nodelay(true);
+                // TCP keepalive notices an agent host that vanished without closing the
+                // connection; the stream itself must have no short read timeout, since
+                // agents send HEARTBEAT only every 30 minutes.
+                let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&self.keepalive);
+                if let Some((connector, name)) = &self.tls {
+                    let tls = connector
+                        .connect(name.clone(), stream)
+                        .await
+                        .map_err(|e| TransportError::Tls { target: self.describe(), reason: e.to_string() })?;
+                    Box::new(tls)
+                } else {
+                    Box::new(stream)
+                }
+            }
+            Target::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await.map_err(connect_error)?),
+        };
+        Ok(io)
+    }
+
+    /// A new HTTP/1.1 connection; its driver task ends when the connection does.
+    async fn connect(&self) -> Result<(SendRequest<Full<Bytes>>, tokio::task::JoinHandle<()>), TransportError> {
+        let io = self.connect_io().await?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok((sender, task))
+    }
+
+    fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = hyper::Method::POST;
+        *request.uri_mut() = self.path.parse().unwrap_or_default();
+        let headers = request.headers_mut();
+        headers.insert(
+            header::HOST,
+            header::HeaderValue::from_str(&self.authority).unwrap_or(header::HeaderValue::from_static("localhost")),
+        );
+        headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(self.media.as_str()));
+        headers.insert(header::ACCEPT, header::HeaderValue::from_static(self.media.as_str()));
+        if let Some(auth) = &self.authorization {
+            headers.insert(header::AUTHORIZATION, auth.clone());
+        }
+        request
+    }
+
+    /// POSTs a SUBSCRIBE on a connection of its own and returns the decoded stream.
+    ///
+    /// # Errors
+    /// A transport failure, or a status other than 200.
+    pub async fn subscribe(&self, body: Bytes, max_record_len: usize) -> Result<EventStream, TransportError> {
+        let (mut sender, connection) = self.connect().await?;
+        let response = sender.send_request(self.request(body)).await?;
+        if response.status() != StatusCode::OK {
+            let status = response.status();
+            let body = read_text(response.into_body()).await;
+            connection.abort();
+            return Err(TransportError::Status { call: "SUBSCRIBE", status, body });
+        }
+        let media = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ContentType::from_exact)
+            .unwrap_or(self.media);
+        let data = response.into_body().into_data_stream().map_err(io::Error::other);
+        let frames =
+            FramedRead::new(StreamReader::new(Box::pin(data) as DataStream), RecordIoCodec::new(max_record_len));
+        Ok(EventStream { frames, media, connection })
+    }
+}
+
+type DataStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, io::Error>> + Send>>;
+
+/// The decoded event stream of one subscription. Dropping it closes the connection.
+pub(crate) struct EventStream {
+    /// RecordIO records as they arrive.
+    pub frames: FramedRead<StreamReader<DataStream, Bytes>, RecordIoCodec>,
+    /// The media type the agent chose for the events.
+    pub media: ContentType,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+async fn read_text(body: hyper::body::Incoming) -> String {
+    match Limited::new(body, 64 * 1024).collect().await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).trim().to_owned(),
+        Err(e) => format!("<unreadable body: {e}>"),
+    }
+}
+
+/// The keep-alive connection for calls other than SUBSCRIBE, reconnected on demand.
+pub(crate) struct CallClient {
+    endpoint: Endpoint,
+    connection: Option<(SendRequest<Full<Bytes>>, tokio::task::JoinHandle<()>)>,
+}
+
+impl CallClient {
+    pub fn new(endpoint: Endpoint) -> Self {
+        CallClient { endpoint, connection: None }
+    }
+
+    /// POSTs one call and waits for `202 Accepted`.
+    ///
+    /// # Errors
+    /// A transport failure or any other status.
+    ///
+    /// # Cancel safety
+    /// Cancelling drops the connection; the call may or may not have reached the agent.
+    pub async fn post(&mut self, call: &'static str, body: Bytes) -> Result<(), TransportError> {
+        let mut fresh = false;
+        loop {
+            let usable = match &mut self.connection {
+                Some((sender, _)) => sender.ready().await.is_ok(),
+                None => false,
+            };
+            if !usable {
+                if let Some((_, task)) = self.connection.take() {
+                    task.abort();
+                }
+                self.connection = Some(self.endpoint.connect().await?);
+                fresh = true;
+            }
+            let Some((sender, _)) = &mut self.connection else { continue };
+            match sender.send_request(self.endpoint.request(body.clone())).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let text = read_text(response.into_body()).await;
+                    return if status == StatusCode::ACCEPTED {
+                        Ok(())
+                    } else {
+                        Err(TransportError::Status { call, status, body: text })
+                    };
+                }
+                // A kept-alive connection the agent closed meanwhile: one fresh retry.
+                Err(e) if !fresh && e.is_canceled() || !fresh && e.is_closed() => {
+                    self.connection = None;
+                }
+                Err(e) => {
+                    self.connection = None;
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// Closes the connection.
+    pub fn close(&mut self) {
+        if let Some((_, task)) = self.connection.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for CallClient {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,148 @@
+//! The driver against the fake agent: subscribe, launch, acknowledged updates, kill,
+//! messages both ways, shutdown, stop, and the handle's errors.
+
+mod support;
+
+use std::time::Duration;
+
+use fake_agent::{AckPolicy, AgentConfig};
+use mesos_executor::{DriverError, DriverStatus, proto::v1::TaskState};
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_launch_and_acknowledged_updates() {
+    let h = Harness::start(AgentConfig::default(), |_| {}).await;
+    h.log.wait_for("registered fake-executor-0001 fake-agent localhost", Duration::from_secs(5)).await;
+    h.agent.agent.launch(task("t1", "finish"));
+    h.wait_state("t1", TaskState::TaskFinished).await;
+    h.wait_all_acked().await;
+    // The driver filled in what the agent needs (the fake agent validated it).
+    let updates: Vec<serde_json::Value> = h
+        .agent
+        .agent
+        .transcript()
+        .iter()
+        .map(|e| e.to_json())
+        .filter(|j| j["type"] == "UPDATE" && j["status"] == 202)
+        .collect();
+    assert_eq!(updates.len(), 2);
+    let status = &updates[0]["call"]["update"]["status"];
+    assert_eq!(status["source"], "SOURCE_EXECUTOR");
+    assert_eq!(status["executor_id"]["value"], "fake-executor-0001");
+    assert_eq!(status["agent_id"]["value"], "fake-agent-S0");
+    assert!(status["timestamp"].as_f64().unwrap() > 1.7e9);
+    assert_eq!(updates[0]["content_type"], "application/x-protobuf");
+    assert_eq!(h.handle.status(), DriverStatus::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_and_messages_both_ways() {
+    let h = Harness::start(AgentConfig::default(), |_| {}).await;
+    h.log.wait_for("registered", Duration::from_secs(5)).await;
+    h.agent.agent.launch(task("t1", "sleep"));
+    h.wait_state("t1", TaskState::TaskRunning).await;
+    h.agent.agent.kill("t1", fake_agent::scenario::kill_policy(Some(1500)));
+    h.wait_state("t1", TaskState::TaskKilled).await;
+    assert!(h.log.contains("kill t1 Some(1500000000)"), "{:?}", h.log.lines());
+    h.agent.agent.send_message(&b"ping"[..]);
+    h.log.wait_for("message ping", Duration::from_secs(5)).await;
+    h.agent
+        .agent
+        .wait_for(
+            "echo",
+            Duration::from_secs(5),
+            |s| s.transcript.iter().any(|e| e.to_json()["call"]["message"]["data"] == "ZWNobzogcGluZw=="),
+            |_| String::new(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_kills_reports_and_stops_after_acknowledgements() {
+    let mut h = Harness::start(AgentConfig::default(), |_| {}).await;
+    h.log.wait_for("registered", Duration::from_secs(5)).await;
+    h.agent.agent.launch(task("t1", "sleep"));
+    h.wait_state("t1", TaskState::TaskRunning).await;
+    h.agent.agent.shutdown();
+    assert_eq!(h.join(Duration::from_secs(5)).await, DriverStatus::Stopped);
+    assert_eq!(h.agent.agent.task_state("t1"), Some(TaskState::TaskKilled));
+    assert!(h.agent.agent.inspect(|s| s.unacked.is_empty()), "stopped before the terminal update was acknowledged");
+    // The handle fails fast once the driver is not running.
+    let err = h.handle.send_status_update(update(&task("t1", "").task_id, TaskState::TaskRunning)).unwrap_err();
+    assert!(matches!(err, DriverError::NotRunning(DriverStatus::Stopped)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_waits_for_delayed_acknowledgements() {
+    let mut h =
+        Harness::start(AgentConfig { ack_policy: AckPolicy::DelayMs(300), ..AgentConfig::default() }, |_| {}).await;
+    h.log.wait_for("registered", Duration::from_secs(5)).await;
+    h.agent.agent.launch(task("t1", "finish"));
+    h.wait_state("t1", TaskState::TaskFinished).await;
+    let asked = std::time::Instant::now();
+    h.handle.stop();
+    assert_eq!(h.join(Duration::from_secs(5)).await, DriverStatus::Stopped);
+    assert!(asked.elapsed() >= Duration::from_millis(150), "stop returned after {:?}", asked.elapsed());
+    assert!(h.agent.agent.inspect(|s| s.unacked.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_is_bounded_when_acknowledgements_never_come() {
+    let mut h = Harness::start(AgentConfig { ack_policy: AckPolicy::Withhold, ..AgentConfig::default() }, |c| {
+        c.stop_timeout = Duration::from_millis(300);
+    })
+    .await;
+    h.log.wait_for("registered", Duration::from_secs(5)).await;
+    h.agent.agent.launch(task("t1", "finish"));
+    h.wait_state("t1", TaskState::TaskFinished).await;
+    h.handle.stop();
+    assert_eq!(h.join(Duration::from_secs(3)).await, DriverStatus::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_ends_at_once_and_invalid_updates_fail_fast() {
+    let mut h = Harness::start(AgentConfig::default(), |_| {}).await;
+    h.log.wait_for("registered", Duration::from_secs(5)).await;
+    let staging = update(&task("t1", "").task_id, TaskState::TaskStaging);
+    assert!(matches!(h.handle.send_status_update(staging), Err(DriverError::InvalidUpdate { .. })));
+    let nameless = update(&task("", "").task_id, TaskState::TaskRunning);
+    assert!(matches!(h.handle.send_status_update(nameless), Err(DriverError::InvalidUpdate { .. })));
+    h.handle.abort();
+    assert_eq!(h.join(Duration::from_secs(3)).await, DriverStatus::Aborted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_mode_speaks_json_both_ways() {
+    let h = Harness::start(AgentConfig::default(), |c| c.content_type = mesos_executor::ContentType::Json).await;
+    h.log.wait_for("registered", Duration::from_secs(5)).await;
+    h.agent.agent.launch(task("t1", "finish"));
+    h.wait_state("t1", TaskState::TaskFinished).await;
+    h.wait_all_acked().await;
+    let calls: Vec<serde_json::Value> =
+        h.agent.agent.transcript().iter().map(|e| e.to_json()).filter(|j| j["kind"] == "call").collect();
+    assert!(calls.iter().all(|c| c["content_type"] == "application/json"), "{calls:?}");
+    let stream_json = h.agent.agent.inspect(|s| s.stream.as_ref().map(|st| st.content_type));
+    assert_eq!(stream_json, Some(mesos_executor::ContentType::Json));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_token_is_sent() {
+    let config = AgentConfig { auth_token: Some("jwt-for-the-executor".into()), ..AgentConfig::default() };
+    let h = Harness::start(config, |_| {}).await;
+    h.log.wait_for("registered", Duration::from_secs(5)).await;
+    h.agent.agent.launch(task("t1", "finish"));
+    h.wait_state("t1", TaskState::TaskFinished).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_fatal_with_a_clear_error() {
+    let config = AgentConfig { auth_token: Some("the-right-token".into()), ..AgentConfig::default() };
+    let mut h = Harness::start(config, |c| {
+        c.env.auth_token = Some(mesos_executor::env::Secret::new("a-wrong-token"));
+    })
+    .await;
+    assert_eq!(h.join(Duration::from_secs(5)).await, DriverStatus::Stopped);
+    assert!(h.log.contains("error the agent answered '401 Unauthorized' to SUBSCRIBE"), "{:?}", h.log.lines());
+    assert!(h.log.contains("shutdown"));
+}

@@ -54,6 +54,23 @@ pub struct AgentConfig {
     pub auth_token: Option<String>,
     /// How updates are acknowledged.
     pub ack_policy: AckPolicy,
+    /// Serve https with this identity (and tell the executor to use TLS).
+    pub tls: Option<AgentTls>,
+    /// Also listen on this unix socket, exported as `MESOS_DOMAIN_SOCKET`
+    /// (agent flag `--http_executor_domain_sockets`).
+    pub domain_socket: Option<std::path::PathBuf>,
+}
+
+/// The agent's TLS identity.
+#[derive(Debug, Clone)]
+pub struct AgentTls {
+    /// Certificate chain, PEM.
+    pub cert_pem: String,
+    /// Private key, PEM.
+    pub key_pem: String,
+    /// A file holding the CA that signed the certificate, exported to the executor as
+    /// `LIBPROCESS_SSL_CA_FILE`.
+    pub ca_file: std::path::PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -72,6 +89,8 @@ impl Default for AgentConfig {
             shutdown_grace_period: Duration::from_secs(5),
             auth_token: None,
             ack_policy: AckPolicy::Immediate,
+            tls: None,
+            domain_socket: None,
         }
     }
 }

@@ -28,9 +28,18 @@ pub fn is_executor_path(path: &str) -> bool {
     matches!(path, "/slave(1)/api/v1/executor" | "/slave%281%29/api/v1/executor" | "/api/v1/executor")
 }
 
+/// How a request reached the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// TCP (plain or TLS).
+    Tcp,
+    /// The executor unix socket: only `/slave(N)/api/v1/executor` is allowed (403 else).
+    UnixSocket,
+}
+
 /// Serves one request.
-pub async fn handle(agent: Agent, request: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
-    Ok(match route(&agent, request).await {
+pub async fn handle(agent: Agent, request: Request<Incoming>, via: Via) -> Result<Response<ResponseBody>, Infallible> {
+    Ok(match route(&agent, request, via).await {
         Ok(response) => response,
         Err(rejection) => {
             agent.with_state(|s| {
@@ -48,7 +57,11 @@ pub async fn handle(agent: Agent, request: Request<Incoming>) -> Result<Response
     })
 }
 
-async fn route(agent: &Agent, request: Request<Incoming>) -> Result<Response<ResponseBody>, Rejection> {
+async fn route(agent: &Agent, request: Request<Incoming>, via: Via) -> Result<Response<ResponseBody>, Rejection> {
+    if via == Via::UnixSocket && request.uri().path() == "/api/v1/executor" {
+        // On the socket the `slave(1)` prefix is mandatory (reference §1.8).
+        return Err(Rejection::new(StatusCode::FORBIDDEN, "Only /slave(1)/api/v1/executor is served on this socket"));
+    }
     if !is_executor_path(request.uri().path()) {
         return Err(Rejection::new(StatusCode::NOT_FOUND, format!("No route for {}", request.uri().path())));
     }

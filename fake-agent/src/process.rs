@@ -42,6 +42,13 @@ pub fn executor_env(config: &AgentConfig, port: u16, sandbox: &Path) -> BTreeMap
         set(vars::RECOVERY_TIMEOUT, format_duration(config.recovery_timeout));
         set(vars::SUBSCRIPTION_BACKOFF_MAX, format_duration(config.reregistration_timeout));
     }
+    if let Some(tls) = &config.tls {
+        set(vars::SSL_ENABLED, "true".into());
+        set(vars::SSL_CA_FILE, tls.ca_file.display().to_string());
+    }
+    if let Some(socket) = &config.domain_socket {
+        set(vars::DOMAIN_SOCKET, socket.display().to_string());
+    }
     if let Some(token) = &config.auth_token {
         set(vars::AUTHENTICATION_TOKEN, token.clone());
     }

@@ -6,13 +6,16 @@ use std::{collections::BTreeMap, io, net::SocketAddr, path::Path, time::Duration
 
 use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, UnixListener},
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     agent::Agent,
     config::AgentConfig,
-    http::handle,
+    http::{Via, handle},
     process::{self, Container, Output},
 };
 
@@ -46,7 +49,15 @@ impl FakeAgent {
         let agent = Agent::new(self.config);
         *agent.inner.port.lock().unwrap_or_else(|p| p.into_inner()) = addr.port();
         let shutdown = CancellationToken::new();
-        tokio::spawn(serve(agent.clone(), listener, shutdown.clone()));
+        let tls = match &agent.config().tls {
+            Some(tls) => Some(acceptor(tls)?),
+            None => None,
+        };
+        tokio::spawn(serve(agent.clone(), Bound::Tcp(listener), Spec::Tcp(addr), tls, shutdown.clone()));
+        if let Some(path) = agent.config().domain_socket.clone() {
+            let listener = bind_unix(&path)?;
+            tokio::spawn(serve(agent.clone(), Bound::Unix(listener), Spec::Unix(path), None, shutdown.clone()));
+        }
         Ok(Listening { addr, agent, shutdown, sandbox: None })
     }
 }
@@ -71,7 +82,8 @@ impl Listening {
 
     /// The executor API URL.
     pub fn url(&self) -> String {
-        format!("http://{}/slave(1)/api/v1/executor", self.addr)
+        let scheme = if self.agent.config().tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/slave(1)/api/v1/executor", self.addr)
     }
 
     /// Marks the executor as started by hand in `sandbox` (or in-process): its container
@@ -130,14 +142,71 @@ impl Drop for Listening {
     }
 }
 
-async fn serve(agent: Agent, listener: TcpListener, shutdown: CancellationToken) {
-    let Ok(addr) = listener.local_addr() else { return };
-    let mut listener = Some(listener);
+fn acceptor(tls: &crate::config::AgentTls) -> io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes()).collect::<Result<_, _>>().map_err(io::Error::other)?;
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).map_err(io::Error::other)?;
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(io::Error::other)?;
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
+fn bind_unix(path: &Path) -> io::Result<UnixListener> {
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path)
+}
+
+/// What to bind again after a restart.
+#[derive(Clone)]
+enum Spec {
+    Tcp(SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
+enum Bound {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+impl Bound {
+    async fn accept(&self) -> io::Result<(Box<dyn Io>, Via)> {
+        match self {
+            Bound::Tcp(listener) => {
+                let (stream, _) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok((Box::new(stream), Via::Tcp))
+            }
+            Bound::Unix(listener) => Ok((Box::new(listener.accept().await?.0), Via::UnixSocket)),
+        }
+    }
+}
+
+async fn serve(
+    agent: Agent,
+    bound: Bound,
+    spec: Spec,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
+    let mut listener = Some(bound);
     let mut net = agent.inner.net.subscribe();
     loop {
         let state = net.borrow_and_update().clone();
         if !state.up {
-            listener = None;
+            if listener.take().is_some()
+                && let Spec::Unix(path) = &spec
+            {
+                let _ = std::fs::remove_file(path);
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 changed = net.changed() => if changed.is_err() { return },
@@ -146,10 +215,10 @@ async fn serve(agent: Agent, listener: TcpListener, shutdown: CancellationToken)
         }
         let current = match listener.take() {
             Some(l) => l,
-            None => match bind_again(addr).await {
+            None => match bind_again(&spec).await {
                 Ok(l) => l,
                 Err(e) => {
-                    agent.note(format!("cannot listen on {addr} again: {e}"));
+                    agent.note(format!("cannot listen again: {e}"));
                     return;
                 }
             },
@@ -159,20 +228,37 @@ async fn serve(agent: Agent, listener: TcpListener, shutdown: CancellationToken)
                 _ = shutdown.cancelled() => return,
                 _ = state.token.cancelled() => break,
                 accepted = current.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        tokio::spawn(connection(agent.clone(), stream, state.token.clone(), shutdown.clone()));
+                    Ok((io, via)) => {
+                        let agent = agent.clone();
+                        let (token, shutdown, tls) = (state.token.clone(), shutdown.clone(), tls.clone());
+                        tokio::spawn(async move {
+                            match tls {
+                                Some(acceptor) => match acceptor.accept(io).await {
+                                    Ok(stream) => connection(agent, Box::new(stream), via, token, shutdown).await,
+                                    Err(e) => agent.note(format!("TLS handshake failed: {e}")),
+                                },
+                                None => connection(agent, io, via, token, shutdown).await,
+                            }
+                        });
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
                 },
             }
         }
+        if let Spec::Unix(path) = &spec {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
-async fn bind_again(addr: SocketAddr) -> io::Result<TcpListener> {
+async fn bind_again(spec: &Spec) -> io::Result<Bound> {
     let mut last = None;
     for _ in 0..100 {
-        match TcpListener::bind(addr).await {
+        let result = match spec {
+            Spec::Tcp(addr) => TcpListener::bind(addr).await.map(Bound::Tcp),
+            Spec::Unix(path) => bind_unix(path).map(Bound::Unix),
+        };
+        match result {
             Ok(listener) => return Ok(listener),
             Err(e) => last = Some(e),
         }
@@ -181,10 +267,15 @@ async fn bind_again(addr: SocketAddr) -> io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| io::Error::other("bind failed")))
 }
 
-async fn connection(agent: Agent, stream: TcpStream, incarnation: CancellationToken, shutdown: CancellationToken) {
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |request| handle(agent.clone(), request));
-    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
+async fn connection(
+    agent: Agent,
+    io: Box<dyn Io>,
+    via: Via,
+    incarnation: CancellationToken,
+    shutdown: CancellationToken,
+) {
+    let service = service_fn(move |request| handle(agent.clone(), request, via));
+    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(io), service);
     tokio::select! {
         _ = conn => {}
         _ = incarnation.cancelled() => {}

@@ -290,7 +290,7 @@ impl CallClient {
                     };
                 }
                 // A kept-alive connection the agent closed meanwhile: one fresh retry.
-                Err(e) if !fresh && e.is_canceled() || !fresh && e.is_closed() => {
+                Err(e) if !fresh && (e.is_canceled() || e.is_closed()) => {
                     self.connection = None;
                 }
                 Err(e) => {

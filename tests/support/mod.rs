@@ -73,8 +73,12 @@ impl Executor for TestExecutor {
     }
     fn launch_task(&mut self, driver: &DriverHandle, task: TaskInfo) {
         self.log.push(format!("launch {}", task.task_id.value));
-        driver.send_status_update(update(&task.task_id, TaskState::TaskRunning)).unwrap();
         let command = task.command.as_ref().and_then(|c| c.value.clone()).unwrap_or_default();
+        if command.contains("silent") {
+            self.running.insert(task.task_id.value);
+            return;
+        }
+        driver.send_status_update(update(&task.task_id, TaskState::TaskRunning)).unwrap();
         if command.contains("finish") {
             driver.send_status_update(update(&task.task_id, TaskState::TaskFinished)).unwrap();
         } else {

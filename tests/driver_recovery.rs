@@ -37,8 +37,7 @@ async fn resubscription_carries_unacknowledged_updates_and_tasks() {
         .transcript()
         .iter()
         .map(|e| e.to_json())
-        .filter(|j| j["type"] == "SUBSCRIBE" && j["status"] == 200)
-        .last()
+        .rfind(|j| j["type"] == "SUBSCRIBE" && j["status"] == 200)
         .unwrap();
     let sub = &subscribe["call"]["subscribe"];
     assert_eq!(sub["unacknowledged_updates"].as_array().unwrap().len(), 1);

@@ -102,7 +102,7 @@ impl Drop for Pump {
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(10);
-const LAST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_millis(250);
 
 async fn run(
     mut client: CallClient,

@@ -248,12 +248,19 @@ pub struct ExecutorDriver<E: Executor> {
 impl<E: Executor> ExecutorDriver<E> {
     /// A driver for `executor` with `config`.
     pub fn new(executor: E, config: DriverConfig) -> Self {
+        Self::with_handle(config, |_| executor)
+    }
+
+    /// A driver whose executor is built from the driver's own handle, for executors
+    /// that hand the handle to their own tasks.
+    pub fn with_handle(config: DriverConfig, build: impl FnOnce(DriverHandle) -> E) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = DriverHandle {
             commands: tx,
             status: Arc::new(AtomicU8::new(DriverStatus::NotStarted as u8)),
             executor_id: Arc::from(config.env.executor_id.as_str()),
         };
+        let executor = build(handle.clone());
         ExecutorDriver { executor: Some(executor), config, handle, commands: Some(rx), thread: None }
     }
 

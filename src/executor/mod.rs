@@ -1,5 +1,6 @@
 //! The [`Executor`] trait that framework authors implement: the upstream executor
-//! callbacks, called one at a time, in event order, on the driver's thread.
+//! callbacks, called one at a time, in event order, on the driver's thread. The
+//! submodules hold the daemon's own executor, which runs commands and task groups.
 //!
 //! # Callbacks must not block
 //! They run on the thread that also reads the event stream and sends calls. Hand long
@@ -35,6 +36,12 @@
 //!     }
 //! }
 //! ```
+
+pub mod command;
+pub mod health;
+pub mod launch;
+pub mod process;
+pub mod supervisor;
 
 use bytes::Bytes;
 

@@ -1,0 +1,212 @@
+//! `mesos-executor`: a Mesos command and task-group executor. Thin: flags and
+//! environment, logging, signals, then the driver and the task supervisor from the
+//! library. Exit status: 0 after a normal end, 1 when the agent was lost or the driver
+//! was aborted, 64 on bad configuration, 70 when the runtime cannot start.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, ValueEnum};
+use mesos_executor::{
+    ContentType, DriverConfig, DriverStatus, ExecutorDriver, ExecutorEnv,
+    executor::{
+        command::CommandExecutor,
+        process,
+        supervisor::{Ending, Mode, SupervisorConfig},
+    },
+    proto::v1::CommandInfo,
+    wire,
+};
+use tracing::{error, info, warn};
+
+/// Runs Mesos tasks: a drop-in for the agent's command executor, or a framework's
+/// custom executor for commands and task groups. Every flag can also be given as the
+/// environment variable named in brackets, as stout flags can.
+#[derive(Debug, Parser)]
+#[command(name = "mesos-executor", version)]
+struct Args {
+    /// Directory of Mesos helper programs. The agent passes it when it starts its
+    /// command executor; its presence selects the drop-in command executor mode.
+    #[arg(long = "launcher_dir", alias = "launcher-dir", env = "MESOS_LAUNCHER_DIR")]
+    launcher_dir: Option<PathBuf>,
+    /// The sandbox path inside the task's container (image tasks only; unused here).
+    #[arg(long = "sandbox_directory", alias = "sandbox-directory", env = "MESOS_SANDBOX_DIRECTORY")]
+    sandbox_directory: Option<PathBuf>,
+    /// Working directory of tasks (default: the sandbox, MESOS_SANDBOX).
+    #[arg(long = "working_directory", alias = "working-directory", env = "MESOS_WORKING_DIRECTORY")]
+    working_directory: Option<PathBuf>,
+    /// Root filesystem of an image task. Images are not supported: such tasks get
+    /// TASK_ERROR.
+    #[arg(long, env = "MESOS_ROOTFS")]
+    rootfs: Option<PathBuf>,
+    /// Run tasks as this user when their CommandInfo names none (needs root).
+    #[arg(long, env = "MESOS_USER")]
+    user: Option<String>,
+    /// A CommandInfo in JSON that replaces the task's command (as upstream's flag).
+    #[arg(long = "task_command", alias = "task-command", env = "MESOS_TASK_COMMAND")]
+    task_command: Option<String>,
+    /// `command` (one task, exit after it) or `custom` (many tasks and task groups,
+    /// until SHUTDOWN). Default: `command` when --launcher_dir is given, else `custom`.
+    #[arg(long, value_enum, env = "MESOS_EXECUTOR_MODE")]
+    mode: Option<ModeArg>,
+    /// Encoding spoken to the agent.
+    #[arg(
+        long = "content_type",
+        alias = "content-type",
+        value_enum,
+        default_value = "protobuf",
+        env = "MESOS_EXECUTOR_CONTENT_TYPE"
+    )]
+    content_type: MediaArg,
+    /// Log format on stderr.
+    #[arg(
+        long = "log_format",
+        alias = "log-format",
+        value_enum,
+        default_value = "human",
+        env = "MESOS_EXECUTOR_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Command,
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MediaArg {
+    Protobuf,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+const EX_USAGE: u8 = 64;
+const EX_SOFTWARE: u8 = 70;
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_ansi(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let env = match ExecutorEnv::from_process() {
+        Ok(env) => env,
+        Err(e) => {
+            error!(error = %e, "bad executor environment");
+            eprintln!("mesos-executor: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let task_command = match args
+        .task_command
+        .as_deref()
+        .map(|json| wire::decode::<CommandInfo>(json.as_bytes(), ContentType::Json))
+    {
+        None => None,
+        Some(Ok(command)) => Some(command),
+        Some(Err(e)) => {
+            eprintln!("mesos-executor: --task_command is not a CommandInfo in JSON: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let mode = match args.mode {
+        Some(ModeArg::Command) => Mode::Command,
+        Some(ModeArg::Custom) => Mode::Custom,
+        None if args.launcher_dir.is_some() => Mode::Command,
+        None => Mode::Custom,
+    };
+    if args.rootfs.is_some() || args.sandbox_directory.is_some() {
+        warn!("--rootfs/--sandbox_directory given: container images are not supported, image tasks get TASK_ERROR");
+    }
+    let sandbox = args
+        .working_directory
+        .clone()
+        .or_else(|| env.sandbox.clone())
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."));
+    if let Err(e) = process::become_subreaper() {
+        warn!(error = %e, "cannot become a child subreaper; orphaned task processes will not be reaped here");
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mesos-executor: cannot start the runtime: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
+    let nonce = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let supervisor_config = SupervisorConfig {
+        mode,
+        sandbox,
+        task_command,
+        user: args.user,
+        shutdown_grace: env.shutdown_grace_period,
+        nonce: nonce.clone(),
+    };
+    let mut config = DriverConfig::new(env);
+    config.content_type = match args.content_type {
+        MediaArg::Protobuf => ContentType::Protobuf,
+        MediaArg::Json => ContentType::Json,
+    };
+    info!(?mode, content_type = %config.content_type, agent = %config.env.agent.authority(), "starting");
+    let code = runtime.block_on(run(config, supervisor_config));
+    // Whatever happened, leave no task process behind.
+    let killed = process::kill_marked_with_prefix(&format!("{nonce}/"));
+    if killed > 0 {
+        warn!(killed, "killed task processes still running at exit");
+    }
+    ExitCode::from(code)
+}
+
+async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
+    let mut parts = None;
+    let driver = ExecutorDriver::with_handle(config, |handle| {
+        let (executor, supervisor) = CommandExecutor::new(supervisor_config, handle);
+        parts = Some((executor.shutdown_trigger(), supervisor));
+        executor
+    });
+    let Some((shutdown, supervisor)) = parts else { return EX_SOFTWARE };
+    let ending = std::sync::Arc::clone(&supervisor.ending);
+    tokio::spawn(supervisor.run());
+    let handle = driver.handle();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return;
+        };
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        info!("signal received: shutting down gracefully");
+        shutdown();
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        warn!("second signal: aborting");
+        handle.abort();
+    });
+    let status = match driver.run_async().await {
+        Ok(status) => status,
+        Err(e) => {
+            error!(error = %e, "cannot start the driver");
+            eprintln!("mesos-executor: {e}");
+            return EX_USAGE;
+        }
+    };
+    // Give the supervisor a moment to log the last exits.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let ending = ending.lock().map(|e| *e).unwrap_or_default();
+    info!(?status, ?ending, "executor ends");
+    match (status, ending) {
+        (DriverStatus::Stopped, Ending::Normal) => 0,
+        _ => 1,
+    }
+}

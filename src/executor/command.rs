@@ -1,0 +1,102 @@
+//! The executor behind the `mesos-executor` daemon: runs commands and task groups as
+//! the upstream command and default executors do. Callbacks only forward events to the
+//! [`Supervisor`], which owns the processes.
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{
+    Executor,
+    supervisor::{Ending, Msg, Supervisor, SupervisorConfig},
+};
+use crate::{
+    DriverHandle,
+    proto::v1::{
+        AgentInfo, ExecutorInfo, FrameworkInfo, KillPolicy, TaskGroupInfo, TaskId, TaskInfo, framework_info::capability,
+    },
+};
+
+/// The daemon's [`Executor`]: a thin front for the supervisor task.
+pub struct CommandExecutor {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// The supervisor to run beside the driver, and what the daemon learns when it ends.
+pub struct SupervisorTask {
+    supervisor: Supervisor,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    /// Why the daemon is ending, read after the driver returns.
+    pub ending: std::sync::Arc<std::sync::Mutex<Ending>>,
+}
+
+impl SupervisorTask {
+    /// Runs the supervisor until the executor is dropped.
+    pub async fn run(self) {
+        self.supervisor.run(self.rx).await;
+    }
+}
+
+impl CommandExecutor {
+    /// An executor and its supervisor, reporting through `driver`.
+    pub fn new(config: SupervisorConfig, driver: DriverHandle) -> (Self, SupervisorTask) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ending = std::sync::Arc::default();
+        let supervisor = Supervisor::new(driver, config, tx.clone(), std::sync::Arc::clone(&ending));
+        (CommandExecutor { tx }, SupervisorTask { supervisor, rx, ending })
+    }
+
+    /// A sender that asks for a graceful shutdown (for SIGTERM and SIGINT).
+    pub fn shutdown_trigger(&self) -> impl Fn() + Send + Sync + use<> {
+        let tx = self.tx.clone();
+        move || {
+            let _ = tx.send(Msg::Shutdown);
+        }
+    }
+
+    fn send(&self, msg: Msg) {
+        if self.tx.send(msg).is_err() {
+            warn!("the task supervisor is gone; event dropped");
+        }
+    }
+}
+
+impl Executor for CommandExecutor {
+    fn registered(&mut self, _: &DriverHandle, executor: &ExecutorInfo, framework: &FrameworkInfo, agent: &AgentInfo) {
+        let killing_state = framework.capabilities.iter().any(|c| c.r#type() == capability::Type::TaskKillingState);
+        info!(executor_id = %executor.executor_id.value, framework = %framework.name, agent = %agent.hostname, killing_state, "registered");
+        self.send(Msg::Registered { killing_state });
+    }
+
+    fn reregistered(&mut self, _: &DriverHandle, _: &AgentInfo) {
+        self.send(Msg::Connection(true));
+    }
+
+    fn disconnected(&mut self, _: &DriverHandle) {
+        self.send(Msg::Connection(false));
+    }
+
+    fn launch_task(&mut self, _: &DriverHandle, task: TaskInfo) {
+        self.send(Msg::Launch(Box::new(task)));
+    }
+
+    fn launch_task_group(&mut self, _: &DriverHandle, group: TaskGroupInfo) {
+        self.send(Msg::LaunchGroup(group));
+    }
+
+    fn kill_task(&mut self, _: &DriverHandle, task_id: TaskId, kill_policy: Option<KillPolicy>) {
+        self.send(Msg::Kill { task_id: task_id.value, policy: kill_policy });
+    }
+
+    fn framework_message(&mut self, _: &DriverHandle, data: Bytes) {
+        info!(bytes = data.len(), "framework message (ignored, as upstream's command executor does)");
+    }
+
+    fn shutdown(&mut self, _: &DriverHandle) {
+        self.send(Msg::Shutdown);
+    }
+
+    fn error(&mut self, _: &DriverHandle, message: &str) {
+        warn!(%message, "error reported by the driver");
+    }
+}

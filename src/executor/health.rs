@@ -1,0 +1,272 @@
+//! Health checks from `TaskInfo.health_check` (COMMAND, HTTP, TCP), with the upstream
+//! rules (reference §9.3): first check after `delay_seconds`, then every
+//! `interval_seconds`, each bounded by `timeout_seconds`; failures ignored during
+//! `grace_period_seconds` before the first success; `consecutive_failures` kills.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::proto::v1::{HealthCheck, health_check};
+
+/// What a check result calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing to report.
+    Quiet,
+    /// Send an update with `healthy` set to this.
+    Report(bool),
+    /// The consecutive-failure limit is reached: kill the task.
+    Kill,
+}
+
+/// Counts results as upstream does.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    started: Instant,
+    grace: Duration,
+    limit: u32,
+    failures: u32,
+    seen_success: bool,
+    healthy: Option<bool>,
+}
+
+impl Tracker {
+    /// A tracker for `check`, for a task started at `started`.
+    pub fn new(check: &HealthCheck, started: Instant) -> Self {
+        Tracker {
+            started,
+            grace: seconds(check.grace_period_seconds()),
+            limit: check.consecutive_failures().max(1),
+            failures: 0,
+            seen_success: false,
+            healthy: None,
+        }
+    }
+
+    /// Takes one result.
+    pub fn observe(&mut self, ok: bool, now: Instant) -> Verdict {
+        if ok {
+            self.failures = 0;
+            self.seen_success = true;
+            if self.healthy == Some(true) {
+                return Verdict::Quiet;
+            }
+            self.healthy = Some(true);
+            return Verdict::Report(true);
+        }
+        if !self.seen_success && now.saturating_duration_since(self.started) < self.grace {
+            return Verdict::Quiet;
+        }
+        self.failures += 1;
+        self.healthy = Some(false);
+        if self.failures >= self.limit { Verdict::Kill } else { Verdict::Report(false) }
+    }
+}
+
+/// Seconds from a proto double, negative and NaN read as zero.
+pub fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value).unwrap_or(Duration::ZERO)
+}
+
+/// Runs one check; `env` is the task's environment for COMMAND checks.
+pub async fn probe(
+    check: &HealthCheck,
+    env: &std::collections::BTreeMap<String, String>,
+    cwd: &std::path::Path,
+) -> Result<(), String> {
+    let timeout = seconds(check.timeout_seconds());
+    let run = async {
+        match check.r#type() {
+            health_check::Type::Command => command(check, env, cwd).await,
+            health_check::Type::Http => http(check).await,
+            health_check::Type::Tcp => tcp(check).await,
+            health_check::Type::Unknown => Err("health check has no type".to_owned()),
+        }
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("timed out after {timeout:?}")),
+    }
+}
+
+async fn command(
+    check: &HealthCheck,
+    env: &std::collections::BTreeMap<String, String>,
+    cwd: &std::path::Path,
+) -> Result<(), String> {
+    let info = check.command.as_ref().ok_or("COMMAND health check without a command")?;
+    let value = info.value.clone().unwrap_or_default();
+    let mut cmd = if info.shell() {
+        let mut c = tokio::process::Command::new("/bin/sh");
+        c.arg("-c").arg(&value);
+        c
+    } else {
+        let mut c = tokio::process::Command::new(&value);
+        c.args(info.arguments.iter().skip(1));
+        c
+    };
+    cmd.env_clear().envs(env).current_dir(cwd).stdin(std::process::Stdio::null());
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {value:?}: {e}"))?;
+    let pid = child.id();
+    if let Some(pid) = pid {
+        super::process::own_child(pid);
+    }
+    let status = child.wait().await;
+    if let Some(pid) = pid {
+        super::process::forget_child(pid);
+    }
+    let status = status.map_err(|e| format!("cannot wait for {value:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{value:?} {}", super::process::Exit::from_status(status).message()))
+    }
+}
+
+fn loopback(protocol: crate::proto::v1::network_info::Protocol) -> &'static str {
+    match protocol {
+        crate::proto::v1::network_info::Protocol::IPv6 => "::1",
+        _ => "127.0.0.1",
+    }
+}
+
+async fn tcp(check: &HealthCheck) -> Result<(), String> {
+    let tcp = check.tcp.as_ref().ok_or("TCP health check without 'tcp'")?;
+    let port = u16::try_from(tcp.port).map_err(|_| format!("port {} out of range", tcp.port))?;
+    tokio::net::TcpStream::connect((loopback(tcp.protocol()), port))
+        .await
+        .map(drop)
+        .map_err(|e| format!("connect to port {port}: {e}"))
+}
+
+async fn http(check: &HealthCheck) -> Result<(), String> {
+    use http_body_util::{BodyExt, Empty};
+    let http = check.http.as_ref().ok_or("HTTP health check without 'http'")?;
+    let port = u16::try_from(http.port).map_err(|_| format!("port {} out of range", http.port))?;
+    let host = loopback(http.protocol());
+    let stream =
+        tokio::net::TcpStream::connect((host, port)).await.map_err(|e| format!("connect to port {port}: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    let driver = tokio::spawn(connection);
+    let path = http.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".to_owned());
+    let path = if path.starts_with('/') { path } else { format!("/{path}") };
+    let request = hyper::Request::get(&path)
+        .header(hyper::header::HOST, format!("{host}:{port}"))
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| format!("GET {path}: {e}"))?;
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    driver.abort();
+    // Upstream counts [200, 400) as healthy.
+    if (200..400).contains(&status) { Ok(()) } else { Err(format!("GET {path} answered {status}")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(grace: f64, limit: u32) -> HealthCheck {
+        HealthCheck { grace_period_seconds: Some(grace), consecutive_failures: Some(limit), ..Default::default() }
+    }
+
+    #[test]
+    fn failures_in_the_grace_period_before_a_success_are_ignored() {
+        let start = Instant::now();
+        let mut t = Tracker::new(&check(10.0, 3), start);
+        assert_eq!(t.observe(false, start + Duration::from_secs(1)), Verdict::Quiet);
+        assert_eq!(t.observe(false, start + Duration::from_secs(9)), Verdict::Quiet);
+        assert_eq!(t.observe(false, start + Duration::from_secs(11)), Verdict::Report(false));
+        assert_eq!(t.observe(false, start + Duration::from_secs(12)), Verdict::Report(false));
+        assert_eq!(t.observe(false, start + Duration::from_secs(13)), Verdict::Kill);
+    }
+
+    #[test]
+    fn after_a_success_failures_count_at_once_and_a_success_resets() {
+        let start = Instant::now();
+        let mut t = Tracker::new(&check(10.0, 2), start);
+        assert_eq!(t.observe(true, start), Verdict::Report(true));
+        assert_eq!(t.observe(true, start), Verdict::Quiet, "no update while nothing changes");
+        assert_eq!(
+            t.observe(false, start + Duration::from_secs(1)),
+            Verdict::Report(false),
+            "grace ends at the first success"
+        );
+        assert_eq!(t.observe(true, start + Duration::from_secs(2)), Verdict::Report(true));
+        assert_eq!(t.observe(false, start + Duration::from_secs(3)), Verdict::Report(false));
+        assert_eq!(t.observe(false, start + Duration::from_secs(4)), Verdict::Kill);
+    }
+
+    #[test]
+    fn proto_defaults_are_upstreams() {
+        let c = HealthCheck::default();
+        assert_eq!((c.delay_seconds(), c.interval_seconds(), c.timeout_seconds()), (15.0, 10.0, 20.0));
+        assert_eq!((c.consecutive_failures(), c.grace_period_seconds()), (3, 10.0));
+        assert_eq!(seconds(-1.0), Duration::ZERO);
+        assert_eq!(seconds(f64::NAN), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn tcp_and_http_probes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 1024];
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    let ok = String::from_utf8_lossy(&buf[..n]).starts_with("GET /ok ");
+                    let reply: &[u8] = if ok {
+                        b"HTTP/1.1 204 No Content\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n"
+                    };
+                    let _ = s.write_all(reply).await;
+                });
+            }
+        });
+        let env = Default::default();
+        let cwd = std::env::temp_dir();
+        let tcp = HealthCheck {
+            r#type: Some(health_check::Type::Tcp as i32),
+            tcp: Some(health_check::TcpCheckInfo { port: port.into(), ..Default::default() }),
+            timeout_seconds: Some(2.0),
+            ..Default::default()
+        };
+        assert_eq!(probe(&tcp, &env, &cwd).await, Ok(()));
+        let http = |path: &str| HealthCheck {
+            r#type: Some(health_check::Type::Http as i32),
+            http: Some(health_check::HttpCheckInfo {
+                port: port.into(),
+                path: Some(path.into()),
+                ..Default::default()
+            }),
+            timeout_seconds: Some(2.0),
+            ..Default::default()
+        };
+        assert_eq!(probe(&http("/ok"), &env, &cwd).await, Ok(()));
+        assert!(probe(&http("/bad"), &env, &cwd).await.unwrap_err().contains("503"));
+        let closed = HealthCheck {
+            r#type: Some(health_check::Type::Tcp as i32),
+            tcp: Some(health_check::TcpCheckInfo { port: 1, ..Default::default() }),
+            timeout_seconds: Some(2.0),
+            ..Default::default()
+        };
+        assert!(probe(&closed, &env, &cwd).await.is_err());
+        let command = |value: &str| HealthCheck {
+            r#type: Some(health_check::Type::Command as i32),
+            command: Some(crate::proto::v1::CommandInfo { value: Some(value.into()), ..Default::default() }),
+            timeout_seconds: Some(0.5),
+            ..Default::default()
+        };
+        assert_eq!(probe(&command("true"), &env, &cwd).await, Ok(()));
+        assert!(probe(&command("exit 4"), &env, &cwd).await.unwrap_err().contains("status 4"));
+        assert!(probe(&command("sleep 5"), &env, &cwd).await.unwrap_err().contains("timed out"));
+    }
+}

@@ -1,0 +1,182 @@
+//! Turning a TaskInfo into a process to start: where its CommandInfo comes from, the
+//! argv (shell or not), the environment, and the fields this executor cannot honour.
+//!
+//! A Mesos master refuses a single task carrying both a CommandInfo and an ExecutorInfo
+//! (pitfall 16), so a custom executor's LAUNCH has no `command`: we read a CommandInfo
+//! in the agent's JSON mapping from `TaskInfo.data`. Tasks of a LAUNCH_GROUP, and tasks
+//! the agent gives its command executor, carry `command`.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    ContentType,
+    proto::v1::{CommandInfo, TaskInfo, container_info, environment, secret},
+    wire,
+};
+
+/// Variables of the executor's own environment never passed to tasks (upstream removes
+/// the token from its environment, reference §1.7).
+pub const WITHHELD_FROM_TASKS: &[&str] = &[crate::env::AUTHENTICATION_TOKEN];
+
+/// Every task process carries `MESOS_EXECUTOR_TASK=<executor nonce>/<task id>`, so that
+/// processes that escaped the task's process group can still be found and killed.
+pub const TASK_MARKER: &str = "MESOS_EXECUTOR_TASK";
+
+/// Why a task cannot be started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    /// No CommandInfo anywhere.
+    #[error("task has no command: {0}")]
+    NoCommand(String),
+    /// A field this executor cannot honour (an image, an unresolvable secret, ...).
+    #[error("unsupported task: {0}")]
+    Unsupported(String),
+    /// The TaskInfo or its CommandInfo is malformed.
+    #[error("malformed task: {0}")]
+    Malformed(String),
+}
+
+/// Where the CommandInfo was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandSource {
+    /// `--task_command` given to the executor.
+    Override,
+    /// `TaskInfo.command`.
+    TaskCommand,
+    /// `TaskInfo.data`, as JSON.
+    TaskData,
+}
+
+/// Finds the task's CommandInfo: the `--task_command` override, else `TaskInfo.command`,
+/// else a CommandInfo as JSON in `TaskInfo.data`.
+///
+/// # Errors
+/// [`LaunchError::NoCommand`] saying where it looked, or [`LaunchError::Malformed`] when
+/// `data` holds something that is not a CommandInfo.
+pub fn resolve_command(
+    task: &TaskInfo,
+    task_override: Option<&CommandInfo>,
+) -> Result<(CommandInfo, CommandSource), LaunchError> {
+    if let Some(command) = task_override {
+        return Ok((command.clone(), CommandSource::Override));
+    }
+    if let Some(command) = &task.command {
+        return Ok((command.clone(), CommandSource::TaskCommand));
+    }
+    match &task.data {
+        Some(data) if !data.is_empty() => wire::decode::<CommandInfo>(data, ContentType::Json)
+            .map(|c| (c, CommandSource::TaskData))
+            .map_err(|e| LaunchError::Malformed(format!("TaskInfo.data is not a CommandInfo in JSON: {e}"))),
+        _ => Err(LaunchError::NoCommand(
+            "looked in TaskInfo.command (unset) and TaskInfo.data (empty; a custom executor's task carries its CommandInfo there as JSON)"
+                .to_owned(),
+        )),
+    }
+}
+
+/// Refuses what this executor cannot do rather than run the task differently.
+///
+/// # Errors
+/// [`LaunchError::Unsupported`] naming the field.
+pub fn check_supported(task: &TaskInfo, command: &CommandInfo) -> Result<(), LaunchError> {
+    if let Some(container) = &task.container {
+        let image = container.docker.is_some()
+            || container.r#type == container_info::Type::Docker as i32
+            || container.mesos.as_ref().is_some_and(|m| m.image.is_some());
+        if image {
+            return Err(LaunchError::Unsupported(
+                "TaskInfo.container asks for a container image; this executor runs commands on the host".to_owned(),
+            ));
+        }
+    }
+    if task.check.is_some() {
+        tracing::warn!(task_id = %task.task_id.value, "TaskInfo.check (general checks) is not run by this executor");
+    }
+    if let Some(env) = &command.environment {
+        for var in &env.variables {
+            if var.r#type() == environment::variable::Type::Secret {
+                let resolvable =
+                    var.secret.as_ref().is_some_and(|s| s.r#type() == secret::Type::Value && s.value.is_some());
+                if !resolvable {
+                    return Err(LaunchError::Unsupported(format!(
+                        "environment variable {} is a secret reference this executor cannot resolve",
+                        var.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A process to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    /// Program to execute (searched in `PATH` when it has no `/`).
+    pub program: String,
+    /// Full argv, `argv[0]` included.
+    pub argv: Vec<String>,
+    /// The complete environment.
+    pub env: BTreeMap<String, String>,
+    /// `CommandInfo.user`, when set.
+    pub user: Option<String>,
+}
+
+/// Builds the process for `command`: `/bin/sh -c value` when `shell` is true or unset,
+/// else `value` with argv = `arguments` (`arguments[0]` is argv[0], as upstream).
+/// The environment is the executor's (`base`), then the command's variables, then
+/// `MESOS_ALLOCATION_ROLE` and the task marker.
+///
+/// # Errors
+/// [`LaunchError::Malformed`] without a `value`.
+pub fn build(
+    task: &TaskInfo,
+    command: &CommandInfo,
+    base: impl IntoIterator<Item = (String, String)>,
+    marker: &str,
+) -> Result<LaunchSpec, LaunchError> {
+    let value = command.value.clone().filter(|v| !v.is_empty()).ok_or_else(|| {
+        LaunchError::Malformed("CommandInfo.value is required (the shell command or the program)".to_owned())
+    })?;
+    let (program, argv) = if command.shell() {
+        ("/bin/sh".to_owned(), vec!["sh".to_owned(), "-c".to_owned(), value])
+    } else {
+        let argv = if command.arguments.is_empty() { vec![value.clone()] } else { command.arguments.clone() };
+        (value, argv)
+    };
+    let mut env: BTreeMap<String, String> =
+        base.into_iter().filter(|(k, _)| !WITHHELD_FROM_TASKS.contains(&k.as_str())).collect();
+    if let Some(environment) = &command.environment {
+        for var in &environment.variables {
+            match var.r#type() {
+                environment::variable::Type::Secret => {
+                    if let Some(data) = var.secret.as_ref().and_then(|s| s.value.as_ref()) {
+                        env.insert(var.name.clone(), String::from_utf8_lossy(&data.data).into_owned());
+                    }
+                }
+                _ => {
+                    env.insert(var.name.clone(), var.value().to_owned());
+                }
+            }
+        }
+    }
+    if let Some(role) = task.resources.first().and_then(|r| r.allocation_info.as_ref()).and_then(|a| a.role.clone()) {
+        env.insert("MESOS_ALLOCATION_ROLE".to_owned(), role);
+    }
+    env.insert(TASK_MARKER.to_owned(), marker.to_owned());
+    Ok(LaunchSpec { program, argv, env, user: command.user.clone().filter(|u| !u.is_empty()) })
+}
+
+/// Names of environment variables that hold secrets, so logs can leave their values out.
+pub fn secret_names(command: &CommandInfo) -> Vec<String> {
+    command
+        .environment
+        .iter()
+        .flat_map(|e| &e.variables)
+        .filter(|v| v.r#type() == environment::variable::Type::Secret)
+        .map(|v| v.name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+//! Task processes: started in a process group of their own with the task's marker in
+//! their environment; described on exit as upstream does (`Command exited with status
+//! 3`, `Command terminated with signal Killed`); killed by group and by marker, so
+//! descendants that left the group die too. The daemon is a child subreaper, so orphaned
+//! descendants become its children and are reaped here.
+
+use std::{
+    collections::{HashMap, HashSet},
+    io,
+    os::unix::process::ExitStatusExt,
+    path::Path,
+    process::{ExitStatus, Stdio},
+};
+
+use nix::{
+    sys::{
+        signal::{Signal, kill, killpg},
+        wait::{WaitPidFlag, waitpid},
+    },
+    unistd::{Pid, User, getuid},
+};
+
+use super::launch::LaunchSpec;
+
+/// Starts `spec` in `cwd`, in a new process group, with the given output.
+///
+/// # Errors
+/// The OS error of fork/exec (no such program, permission denied, ...), or a user that
+/// does not exist or cannot be switched to.
+pub fn spawn(
+    spec: &LaunchSpec,
+    cwd: &Path,
+    stdout: impl Into<Stdio>,
+    stderr: impl Into<Stdio>,
+) -> io::Result<tokio::process::Child> {
+    let mut command = tokio::process::Command::new(&spec.program);
+    command
+        .arg0(spec.argv.first().map_or(spec.program.as_str(), String::as_str))
+        .args(spec.argv.iter().skip(1))
+        .env_clear()
+        .envs(&spec.env)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0);
+    if let Some(name) = &spec.user {
+        let user = User::from_name(name)
+            .map_err(io::Error::from)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such user {name:?}")))?;
+        if user.uid != getuid() {
+            if !getuid().is_root() {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("cannot run as {name:?}: the executor is not running as root"),
+                ));
+            }
+            command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+    }
+    command.spawn()
+}
+
+/// How a task process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Exited with this status.
+    Code(i32),
+    /// Killed by this signal, with or without a core dump.
+    Signal(i32, bool),
+}
+
+impl Exit {
+    /// From the OS status.
+    pub fn from_status(status: ExitStatus) -> Self {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(signal)) => Exit::Signal(signal, status.core_dumped()),
+            _ => Exit::Code(-1),
+        }
+    }
+
+    /// Upstream's message: `Command exited with status N` or `Command terminated with
+    /// signal <strsignal>` (reference §9.1).
+    pub fn message(self) -> String {
+        match self {
+            Exit::Code(code) => format!("Command exited with status {code}"),
+            Exit::Signal(signal, core) => {
+                let core = if core { " (core dumped)" } else { "" };
+                format!("Command terminated with signal {}{core}", signal_text(signal))
+            }
+        }
+    }
+}
+
+/// The text `strsignal` gives for the common signals.
+pub fn signal_text(signal: i32) -> String {
+    let text = match Signal::try_from(signal) {
+        Ok(Signal::SIGHUP) => "Hangup",
+        Ok(Signal::SIGINT) => "Interrupt",
+        Ok(Signal::SIGQUIT) => "Quit",
+        Ok(Signal::SIGILL) => "Illegal instruction",
+        Ok(Signal::SIGTRAP) => "Trace/breakpoint trap",
+        Ok(Signal::SIGABRT) => "Aborted",
+        Ok(Signal::SIGBUS) => "Bus error",
+        Ok(Signal::SIGFPE) => "Floating point exception",
+        Ok(Signal::SIGKILL) => "Killed",
+        Ok(Signal::SIGUSR1) => "User defined signal 1",
+        Ok(Signal::SIGSEGV) => "Segmentation fault",
+        Ok(Signal::SIGUSR2) => "User defined signal 2",
+        Ok(Signal::SIGPIPE) => "Broken pipe",
+        Ok(Signal::SIGALRM) => "Alarm clock",
+        Ok(Signal::SIGTERM) => "Terminated",
+        Ok(Signal::SIGXCPU) => "CPU time limit exceeded",
+        Ok(Signal::SIGXFSZ) => "File size limit exceeded",
+        _ => return format!("Unknown signal {signal}"),
+    };
+    text.to_owned()
+}
+
+/// Sends `signal` to a task: its process group, and every process carrying its marker
+/// (those that moved to another group or session). Returns how many processes were
+/// signalled by marker.
+pub fn signal_task(pgid: Option<u32>, marker: &str, signal: Signal) -> usize {
+    if let Some(pgid) = pgid {
+        let _ = killpg(Pid::from_raw(pgid as i32), signal);
+    }
+    let marked = processes_with_env(|kv| kv == format!("{}={marker}", super::launch::TASK_MARKER).as_bytes());
+    for pid in &marked {
+        let _ = kill(Pid::from_raw(*pid as i32), signal);
+    }
+    marked.len()
+}
+
+/// Pids (not this process) whose environment has an entry for which `matches` holds.
+pub fn processes_with_env(matches: impl Fn(&[u8]) -> bool) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|b| *b == 0).any(|kv| matches(kv)))
+        })
+        .collect()
+}
+
+/// Pids of children spawned through tokio (tasks, command health checks): tokio waits
+/// for them, so the orphan reaper must leave them alone.
+static OWN_CHILDREN: std::sync::LazyLock<std::sync::Mutex<HashSet<u32>>> = std::sync::LazyLock::new(Default::default);
+
+/// Registers a child tokio will wait for.
+pub fn own_child(pid: u32) {
+    if let Ok(mut set) = OWN_CHILDREN.lock() {
+        set.insert(pid);
+    }
+}
+
+/// Forgets a child once tokio has waited for it.
+pub fn forget_child(pid: u32) {
+    if let Ok(mut set) = OWN_CHILDREN.lock() {
+        set.remove(&pid);
+    }
+}
+
+/// Reaps exited orphans that were reparented to this subreaper.
+pub fn reap_orphans_now() -> usize {
+    let ours = OWN_CHILDREN.lock().map(|s| s.clone()).unwrap_or_default();
+    reap_orphans(&ours)
+}
+
+/// SIGKILLs every process whose task marker starts with `prefix` (all of this
+/// executor's tasks when `prefix` is its nonce followed by `/`).
+pub fn kill_marked_with_prefix(prefix: &str) -> usize {
+    let wanted = format!("{}={prefix}", super::launch::TASK_MARKER);
+    let pids = processes_with_env(|kv| kv.starts_with(wanted.as_bytes()));
+    for pid in &pids {
+        let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+    }
+    pids.len()
+}
+
+/// Makes this process the reaper of its orphaned descendants (`PR_SET_CHILD_SUBREAPER`).
+///
+/// # Errors
+/// The kernel refused.
+pub fn become_subreaper() -> io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
+}
+
+/// Reaps children that exited and that no one waits for: orphans that were reparented
+/// to us. `ours` are pids spawned through tokio, which reaps them itself.
+pub fn reap_orphans(ours: &HashSet<u32>) -> usize {
+    let me = std::process::id();
+    let mut reaped = 0;
+    for (pid, (ppid, zombie)) in proc_table() {
+        if ppid == me
+            && zombie
+            && !ours.contains(&pid)
+            && waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)).is_ok()
+        {
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+/// pid to (parent pid, is a zombie).
+fn proc_table() -> HashMap<u32, (u32, bool)> {
+    let mut table = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return table };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        let mut fields = rest.split_whitespace();
+        let zombie = fields.next() == Some("Z");
+        if let Some(ppid) = fields.next().and_then(|p| p.parse().ok()) {
+            table.insert(pid, (ppid, zombie));
+        }
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_messages_follow_upstream() {
+        assert_eq!(Exit::Code(0).message(), "Command exited with status 0");
+        assert_eq!(Exit::Code(3).message(), "Command exited with status 3");
+        assert_eq!(Exit::Signal(15, false).message(), "Command terminated with signal Terminated");
+        assert_eq!(Exit::Signal(9, false).message(), "Command terminated with signal Killed");
+        assert_eq!(Exit::Signal(11, true).message(), "Command terminated with signal Segmentation fault (core dumped)");
+        assert_eq!(signal_text(64), "Unknown signal 64");
+    }
+
+    #[tokio::test]
+    async fn spawned_process_has_its_own_group_and_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = LaunchSpec {
+            program: "/bin/sh".into(),
+            argv: vec!["sh".into(), "-c".into(), "echo out; echo err >&2; sleep 30".into()],
+            env: [(super::super::launch::TASK_MARKER.to_owned(), "unit-test/t1".to_owned())].into_iter().collect(),
+            user: None,
+        };
+        let stdout = std::fs::File::create(dir.path().join("stdout")).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
+        let mut child = spawn(&spec, dir.path(), stdout, stderr).unwrap();
+        let pid = child.id().unwrap();
+        let pgid = nix::unistd::getpgid(Some(Pid::from_raw(pid as i32))).unwrap();
+        assert_eq!(pgid.as_raw() as u32, pid, "the task leads its own process group");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(processes_with_env(|kv| kv == b"MESOS_EXECUTOR_TASK=unit-test/t1").contains(&pid));
+        signal_task(Some(pid), "unit-test/t1", Signal::SIGKILL);
+        let status = child.wait().await.unwrap();
+        assert_eq!(Exit::from_status(status), Exit::Signal(9, false));
+        assert_eq!(std::fs::read_to_string(dir.path().join("stdout")).unwrap(), "out\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("stderr")).unwrap(), "err\n");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_an_os_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = LaunchSpec {
+            program: "/nonexistent/prog".into(),
+            argv: vec!["prog".into()],
+            env: Default::default(),
+            user: None,
+        };
+        let err = spawn(&spec, dir.path(), Stdio::null(), Stdio::null()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,565 @@
+//! The daemon's task supervisor: one task that owns every task process and decides
+//! every status update, as the upstream command executor (one task) and default
+//! executor (task groups) do. The [`super::command::CommandExecutor`] forwards events to
+//! it; child exits, kill deadlines and health results come back to it as messages.
+
+use std::{collections::HashMap, fs::OpenOptions, path::PathBuf, process::Stdio, time::Duration};
+
+use nix::sys::signal::Signal;
+use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
+use tracing::{info, warn};
+
+use super::{
+    health::{self, Tracker, Verdict},
+    launch::{self, LaunchError},
+    process::{self, Exit},
+};
+use crate::{
+    DriverHandle,
+    proto::v1::{CommandInfo, KillPolicy, TaskGroupInfo, TaskId, TaskInfo, TaskState, TaskStatus, task_status::Reason},
+};
+
+/// Upstream built-in executors' default kill grace period.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// How the daemon was deployed (see the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Drop-in for the agent's command executor: one task, exit once it is acknowledged.
+    Command,
+    /// A framework's custom executor: many tasks and task groups, until SHUTDOWN.
+    Custom,
+}
+
+/// What the supervisor needs to know.
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// Deployment mode.
+    pub mode: Mode,
+    /// The sandbox: every task's working directory.
+    pub sandbox: PathBuf,
+    /// `--task_command`: a CommandInfo that overrides the task's (drop-in mode).
+    pub task_command: Option<CommandInfo>,
+    /// `--user`: run tasks as this user when their CommandInfo names none.
+    pub user: Option<String>,
+    /// `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD`.
+    pub shutdown_grace: Duration,
+    /// Unique per executor run; prefix of every task marker.
+    pub nonce: String,
+}
+
+/// Why a task is being killed; decides its terminal state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillReason {
+    Kill,
+    HealthCheck,
+    Shutdown,
+    GroupMember,
+    MaxCompletion,
+}
+
+/// Messages to the supervisor.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    Registered { killing_state: bool },
+    Launch(Box<TaskInfo>),
+    LaunchGroup(TaskGroupInfo),
+    Kill { task_id: String, policy: Option<KillPolicy> },
+    Shutdown,
+    Connection(bool),
+    Exited { task_id: String, exit: Result<Exit, String> },
+    Escalate { task_id: String },
+    MaxCompletion { task_id: String },
+    Health { task_id: String, result: Result<(), String> },
+}
+
+struct Killing {
+    since: Instant,
+    deadline: Instant,
+    reason: KillReason,
+}
+
+struct Task {
+    info: TaskInfo,
+    marker: String,
+    group: Option<usize>,
+    pid: Option<u32>,
+    killing: Option<Killing>,
+    healthy: Option<bool>,
+    tracker: Option<Tracker>,
+    timers: Vec<JoinHandle<()>>,
+    done: bool,
+}
+
+impl Task {
+    fn stop_timers(&mut self) {
+        for timer in self.timers.drain(..) {
+            timer.abort();
+        }
+    }
+}
+
+/// Outcome the daemon reports when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ending {
+    /// Not ended yet, or ended normally.
+    #[default]
+    Normal,
+    /// Shut down because the agent was gone for good.
+    AgentLost,
+}
+
+pub(crate) struct Supervisor {
+    driver: DriverHandle,
+    config: SupervisorConfig,
+    tx: mpsc::UnboundedSender<Msg>,
+    tasks: HashMap<String, Task>,
+    groups: Vec<Vec<String>>,
+    killing_state: bool,
+    shutting_down: bool,
+    connected: bool,
+    launched: bool,
+    stopped: bool,
+    ending: std::sync::Arc<std::sync::Mutex<Ending>>,
+}
+
+impl Supervisor {
+    pub fn new(
+        driver: DriverHandle,
+        config: SupervisorConfig,
+        tx: mpsc::UnboundedSender<Msg>,
+        ending: std::sync::Arc<std::sync::Mutex<Ending>>,
+    ) -> Self {
+        Supervisor {
+            driver,
+            config,
+            tx,
+            tasks: HashMap::new(),
+            groups: Vec::new(),
+            killing_state: false,
+            shutting_down: false,
+            connected: true,
+            launched: false,
+            stopped: false,
+            ending,
+        }
+    }
+
+    /// Handles messages until the channel closes.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let mut children = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => return,
+                },
+                Some(()) = async { match &mut children { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                    let reaped = process::reap_orphans_now();
+                    if reaped > 0 {
+                        info!(reaped, "reaped orphaned task descendants");
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Registered { killing_state } => self.killing_state = killing_state,
+            Msg::Launch(task) => self.launch(*task),
+            Msg::LaunchGroup(group) => self.launch_group(group),
+            Msg::Kill { task_id, policy } => self.kill_requested(&task_id, policy),
+            Msg::Shutdown => self.shutdown(),
+            Msg::Connection(up) => self.connected = up,
+            Msg::Exited { task_id, exit } => self.exited(&task_id, exit),
+            Msg::Escalate { task_id } => self.escalate(&task_id),
+            Msg::MaxCompletion { task_id } => self.kill(&task_id, Duration::ZERO, KillReason::MaxCompletion),
+            Msg::Health { task_id, result } => self.health(&task_id, result),
+        }
+    }
+
+    fn update(
+        &self,
+        task_id: &str,
+        state: TaskState,
+        message: Option<String>,
+        reason: Option<Reason>,
+        healthy: Option<bool>,
+    ) {
+        let status = TaskStatus {
+            task_id: TaskId { value: task_id.to_owned() },
+            state: state as i32,
+            message,
+            reason: reason.map(|r| r as i32),
+            healthy,
+            ..Default::default()
+        };
+        info!(task_id, state = state.as_str_name(), "status update");
+        if let Err(e) = self.driver.send_status_update(status) {
+            warn!(task_id, error = %e, "status update not sent");
+        }
+    }
+
+    fn refuse(&self, task_id: &str, state: TaskState, reason: Reason, message: String) {
+        warn!(task_id, %message, "task refused");
+        self.update(task_id, state, Some(message), Some(reason), None);
+    }
+
+    fn launch(&mut self, task: TaskInfo) {
+        let id = task.task_id.value.clone();
+        if let Some(refusal) = self.refusal(&id) {
+            return self.refuse(&id, TaskState::TaskFailed, Reason::TaskInvalid, refusal);
+        }
+        self.launched = true;
+        let Some(prepared) = self.prepare(&task) else { return self.maybe_finish() };
+        self.update(&id, TaskState::TaskStarting, None, None, None);
+        if self.start(task, prepared, None) {
+            self.update(&id, TaskState::TaskRunning, None, None, None);
+        }
+    }
+
+    fn launch_group(&mut self, group: TaskGroupInfo) {
+        if self.config.mode == Mode::Command {
+            for task in &group.tasks {
+                let message = "task groups need a custom executor, not the command executor".to_owned();
+                self.refuse(&task.task_id.value, TaskState::TaskError, Reason::TaskGroupInvalid, message);
+            }
+            return;
+        }
+        let ids: Vec<String> = group.tasks.iter().map(|t| t.task_id.value.clone()).collect();
+        let refusal = ids.iter().find_map(|id| self.refusal(id));
+        let prepared: Vec<_> = group.tasks.iter().map(|t| self.prepare_quietly(t)).collect();
+        let invalid = refusal.or_else(|| prepared.iter().find_map(|p| p.as_ref().err().map(ToString::to_string)));
+        if let Some(why) = invalid {
+            // The default executor refuses a group as a whole.
+            for id in &ids {
+                self.refuse(id, TaskState::TaskError, Reason::TaskGroupInvalid, format!("task group refused: {why}"));
+            }
+            return;
+        }
+        self.launched = true;
+        let index = self.groups.len();
+        self.groups.push(ids.clone());
+        for id in &ids {
+            self.update(id, TaskState::TaskStarting, None, None, None);
+        }
+        let started: Vec<bool> = group
+            .tasks
+            .into_iter()
+            .zip(prepared)
+            .map(|(task, spec)| spec.is_ok_and(|spec| self.start(task, spec, Some(index))))
+            .collect();
+        for (id, ok) in ids.iter().zip(started) {
+            if ok {
+                self.update(id, TaskState::TaskRunning, None, None, None);
+            }
+        }
+    }
+
+    fn refusal(&self, id: &str) -> Option<String> {
+        if self.shutting_down {
+            return Some("the executor is shutting down".to_owned());
+        }
+        if self.config.mode == Mode::Command && self.launched {
+            return Some("Attempted to run multiple tasks using a \"command\" executor".to_owned());
+        }
+        if self.tasks.contains_key(id) {
+            return Some(format!("task id {id:?} is already used by a task of this executor"));
+        }
+        None
+    }
+
+    fn prepare_quietly(&self, task: &TaskInfo) -> Result<launch::LaunchSpec, LaunchError> {
+        let (command, _) = launch::resolve_command(task, self.config.task_command.as_ref())?;
+        launch::check_supported(task, &command)?;
+        let marker = format!("{}/{}", self.config.nonce, task.task_id.value);
+        let mut spec = launch::build(task, &command, std::env::vars(), &marker)?;
+        if spec.user.is_none() {
+            spec.user.clone_from(&self.config.user);
+        }
+        Ok(spec)
+    }
+
+    fn prepare(&self, task: &TaskInfo) -> Option<launch::LaunchSpec> {
+        match self.prepare_quietly(task) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                self.refuse(&task.task_id.value, TaskState::TaskError, Reason::TaskInvalid, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Drop-in mode: the task shares the executor's own stdout and stderr (the agent's
+    /// `stdout`/`stderr` files in the sandbox), as upstream's task inherits them. Custom
+    /// mode: `tasks/<task id>/stdout` and `stderr` in the sandbox.
+    fn output(&self, id: &str) -> std::io::Result<(Stdio, Stdio)> {
+        if self.config.mode == Mode::Command {
+            return Ok((Stdio::inherit(), Stdio::inherit()));
+        }
+        let safe: String = id.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
+        let dir = self.config.sandbox.join("tasks").join(safe);
+        std::fs::create_dir_all(&dir)?;
+        let mut open = OpenOptions::new();
+        open.create(true).append(true);
+        Ok((open.open(dir.join("stdout"))?.into(), open.open(dir.join("stderr"))?.into()))
+    }
+
+    /// Spawns the task; false (after TASK_FAILED) when it could not start.
+    fn start(&mut self, task: TaskInfo, spec: launch::LaunchSpec, group: Option<usize>) -> bool {
+        let id = task.task_id.value.clone();
+        let spawned = self.output(&id).and_then(|(out, err)| process::spawn(&spec, &self.config.sandbox, out, err));
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let message = format!("Failed to launch {:?}: {e}", spec.program);
+                warn!(task_id = %id, %message);
+                self.update(&id, TaskState::TaskFailed, Some(message), Some(Reason::CommandExecutorFailed), None);
+                return false;
+            }
+        };
+        let pid = child.id();
+        if let Some(pid) = pid {
+            process::own_child(pid);
+        }
+        info!(task_id = %id, pid, "task started");
+        // The waiter is detached: it must outlive kills and report the exit.
+        let (tx, task_id) = (self.tx.clone(), id.clone());
+        tokio::spawn(async move {
+            let exit = child.wait().await.map(Exit::from_status).map_err(|e| e.to_string());
+            if let Some(pid) = pid {
+                process::forget_child(pid);
+            }
+            let _ = tx.send(Msg::Exited { task_id, exit });
+        });
+        let mut timers = Vec::new();
+        if let Some(limit) =
+            task.max_completion_time.as_ref().map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
+        {
+            if !limit.is_zero() {
+                let (tx, task_id) = (self.tx.clone(), id.clone());
+                timers.push(tokio::spawn(async move {
+                    tokio::time::sleep(limit).await;
+                    let _ = tx.send(Msg::MaxCompletion { task_id });
+                }));
+            }
+        }
+        let tracker = task.health_check.as_ref().map(|check| {
+            timers.push(self.spawn_health(&id, check.clone(), spec.env.clone()));
+            Tracker::new(check, Instant::now())
+        });
+        let marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
+        let task = Task { info: task, marker, group, pid, killing: None, healthy: None, tracker, timers, done: false };
+        self.tasks.insert(id, task);
+        true
+    }
+
+    fn spawn_health(
+        &self,
+        id: &str,
+        check: crate::proto::v1::HealthCheck,
+        env: std::collections::BTreeMap<String, String>,
+    ) -> JoinHandle<()> {
+        let (tx, task_id, cwd) = (self.tx.clone(), id.to_owned(), self.config.sandbox.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(health::seconds(check.delay_seconds())).await;
+            let interval = health::seconds(check.interval_seconds()).max(Duration::from_millis(10));
+            loop {
+                let result = health::probe(&check, &env, &cwd).await;
+                if tx.send(Msg::Health { task_id: task_id.clone(), result }).is_err() {
+                    return;
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    }
+
+    fn health(&mut self, id: &str, result: Result<(), String>) {
+        let Some(task) = self.tasks.get_mut(id) else { return };
+        if task.done || task.killing.is_some() {
+            return;
+        }
+        let Some(tracker) = &mut task.tracker else { return };
+        if let Err(why) = &result {
+            info!(task_id = id, %why, "health check failed");
+        }
+        match tracker.observe(result.is_ok(), Instant::now()) {
+            Verdict::Quiet => {}
+            Verdict::Report(healthy) => {
+                task.healthy = Some(healthy);
+                let message = result.err();
+                self.update(
+                    id,
+                    TaskState::TaskRunning,
+                    message,
+                    Some(Reason::TaskHealthCheckStatusUpdated),
+                    Some(healthy),
+                );
+            }
+            Verdict::Kill => {
+                task.healthy = Some(false);
+                warn!(task_id = id, "health check failed too many times; killing the task");
+                let grace = self.grace(id, None);
+                self.kill(id, grace, KillReason::HealthCheck);
+            }
+        }
+    }
+
+    fn grace(&self, id: &str, policy: Option<&KillPolicy>) -> Duration {
+        let from = |p: &KillPolicy| p.grace_period.as_ref().map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64));
+        policy
+            .and_then(from)
+            .or_else(|| self.tasks.get(id).and_then(|t| t.info.kill_policy.as_ref()).and_then(from))
+            .unwrap_or(DEFAULT_KILL_GRACE)
+    }
+
+    fn kill_requested(&mut self, id: &str, policy: Option<KillPolicy>) {
+        if self.shutting_down {
+            return;
+        }
+        match self.tasks.get(id) {
+            None => {
+                // A KILL for a task we never got (a lost LAUNCH): answer with a terminal
+                // update so it does not stay live on the agent (reference §10.3).
+                self.update(id, TaskState::TaskKilled, Some("Task is not known to this executor".into()), None, None);
+            }
+            Some(task) if task.done => {}
+            Some(_) => {
+                let grace = self.grace(id, policy.as_ref());
+                self.kill(id, grace, KillReason::Kill);
+            }
+        }
+    }
+
+    /// SIGTERM to the task's group now, SIGKILL at the end of `grace`. A repeated kill
+    /// can only shorten the remaining time, as in upstream's command executor.
+    fn kill(&mut self, id: &str, grace: Duration, reason: KillReason) {
+        let killing_state = self.killing_state;
+        let Some(task) = self.tasks.get_mut(id) else { return };
+        if task.done {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(killing) = &mut task.killing {
+            let deadline = killing.since + grace;
+            if deadline < killing.deadline {
+                killing.deadline = deadline;
+                self.arm_escalation(id, deadline);
+            }
+            return;
+        }
+        task.stop_timers();
+        task.killing = Some(Killing { since: now, deadline: now + grace, reason });
+        let healthy = task.healthy;
+        let (pid, marker) = (task.pid, task.marker.clone());
+        if killing_state && reason != KillReason::MaxCompletion {
+            self.update(id, TaskState::TaskKilling, None, None, healthy);
+        }
+        info!(task_id = id, ?reason, ?grace, "killing task");
+        if grace.is_zero() {
+            process::signal_task(pid, &marker, Signal::SIGKILL);
+        } else {
+            process::signal_task(pid, &marker, Signal::SIGTERM);
+            self.arm_escalation(id, now + grace);
+        }
+    }
+
+    fn arm_escalation(&mut self, id: &str, deadline: Instant) {
+        let (tx, task_id) = (self.tx.clone(), id.to_owned());
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            let _ = tx.send(Msg::Escalate { task_id });
+        });
+        if let Some(task) = self.tasks.get_mut(id) {
+            task.timers.push(timer);
+        }
+    }
+
+    fn escalate(&mut self, id: &str) {
+        let Some(task) = self.tasks.get(id) else { return };
+        let due = task.killing.as_ref().is_some_and(|k| Instant::now() >= k.deadline);
+        if task.done || !due {
+            return;
+        }
+        warn!(task_id = id, "grace period over; SIGKILL");
+        process::signal_task(task.pid, &task.marker, Signal::SIGKILL);
+    }
+
+    fn exited(&mut self, id: &str, exit: Result<Exit, String>) {
+        let Some(task) = self.tasks.get_mut(id) else { return };
+        task.stop_timers();
+        task.done = true;
+        // No process of the task outlives it: its group and anything carrying its marker.
+        let leftovers = process::signal_task(task.pid, &task.marker, Signal::SIGKILL);
+        if leftovers > 0 {
+            info!(task_id = id, leftovers, "killed processes the task left behind");
+        }
+        let reason = task.killing.as_ref().map(|k| k.reason);
+        let (group, healthy) = (task.group, task.healthy);
+        let (state, message, why) = match (&exit, reason) {
+            (Err(e), _) => (TaskState::TaskFailed, format!("Failed to get exit status for Command: {e}"), None),
+            (Ok(exit), Some(KillReason::MaxCompletion)) => {
+                (TaskState::TaskFailed, exit.message(), Some(Reason::MaxCompletionTimeReached))
+            }
+            (Ok(exit), Some(_)) => (TaskState::TaskKilled, exit.message(), None),
+            (Ok(Exit::Code(0)), None) => (TaskState::TaskFinished, Exit::Code(0).message(), None),
+            (Ok(exit), None) => (TaskState::TaskFailed, exit.message(), Some(Reason::CommandExecutorFailed)),
+        };
+        let healthy = if reason == Some(KillReason::HealthCheck) { Some(false) } else { healthy };
+        self.update(id, state, Some(message), why, healthy);
+        // Default executor: a failed or killed member takes its group down with it.
+        if let Some(index) = group
+            && matches!(state, TaskState::TaskFailed | TaskState::TaskKilled)
+            && !self.shutting_down
+        {
+            let others: Vec<String> = self.groups[index].iter().filter(|o| o.as_str() != id).cloned().collect();
+            for other in others {
+                let grace = self.grace(&other, None);
+                self.kill(&other, grace, KillReason::GroupMember);
+            }
+        }
+        self.maybe_finish();
+    }
+
+    fn shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        if !self.connected {
+            if let Ok(mut ending) = self.ending.lock() {
+                *ending = Ending::AgentLost;
+            }
+        }
+        // Upstream's command executor leaves 2 s of the agent's grace period for itself;
+        // with short grace periods we keep half of it for SIGTERM.
+        let grace =
+            self.config.shutdown_grace.saturating_sub(Duration::from_secs(2)).max(self.config.shutdown_grace / 2);
+        let live: Vec<String> = self.tasks.iter().filter(|(_, t)| !t.done).map(|(id, _)| id.clone()).collect();
+        info!(tasks = live.len(), ?grace, "shutting down");
+        for id in live {
+            self.kill(&id, grace, KillReason::Shutdown);
+        }
+        self.maybe_finish();
+    }
+
+    /// Stops the driver once there is nothing left to do: the command executor's one
+    /// task ended, or every task ended after a shutdown. The driver then waits for the
+    /// terminal updates to be acknowledged.
+    fn maybe_finish(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let all_done = self.tasks.values().all(|t| t.done);
+        let finished = match self.config.mode {
+            Mode::Command => self.launched && all_done || self.shutting_down && all_done,
+            Mode::Custom => self.shutting_down && all_done,
+        };
+        if finished {
+            self.stopped = true;
+            info!("all tasks ended; stopping once their updates are acknowledged");
+            self.driver.stop();
+        }
+    }
+}

@@ -1,12 +1,12 @@
 //! `fake-agent`: run an executor under a fake Mesos agent through a scenario.
 
-use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use fake_agent::{
-    ExecutorState, FakeAgent,
+    FakeAgent,
     process::{Output, new_sandbox},
-    runner::Runner,
+    runner::{Runner, finish},
     scenario,
     transcript::{timeline, to_json_lines},
 };
@@ -129,16 +129,7 @@ async fn run(args: RunArgs) -> ExitCode {
     let name = if scenario.name.is_empty() { args.scenario.display().to_string() } else { scenario.name.clone() };
     eprintln!("fake-agent: scenario {name:?} on {} (sandbox {})", agent.url(), sandbox.display());
     let result = Runner::new(agent.agent.clone()).run(&scenario).await;
-
-    // Leave nothing running: shut the executor down as an agent would.
-    if agent.agent.inspect(|s| !matches!(s.executor, ExecutorState::Terminated | ExecutorState::Unknown)) {
-        agent.agent.shutdown();
-        let _ = agent
-            .agent
-            .wait_for("exit", grace + Duration::from_secs(2), |s| s.executor_exit.is_some(), |_| String::new())
-            .await;
-    }
-    agent.agent.destroy_container("scenario finished");
+    finish(&agent.agent, grace).await;
     let entries = agent.agent.transcript();
     if let Some(path) = &args.transcript
         && let Err(e) = std::fs::write(path, to_json_lines(&entries))

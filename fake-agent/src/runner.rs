@@ -14,6 +14,50 @@ use crate::{
     transcript::Record,
 };
 
+/// The result of [`run_scenario`].
+pub struct Run {
+    /// Ok when every expectation held.
+    pub result: Result<(), StepFailure>,
+    /// Everything the agent saw and did.
+    pub transcript: Vec<crate::transcript::Entry>,
+    /// The agent, still listening (dropping it destroys what is left of the container).
+    pub agent: crate::Listening,
+    /// The executor's sandbox.
+    pub sandbox: std::path::PathBuf,
+}
+
+/// Starts a fake agent for `scenario`, launches `command` as the executor, runs every
+/// step, then shuts the executor down as an agent would and destroys its container.
+///
+/// # Errors
+/// The agent cannot listen or the executor cannot be started.
+pub async fn run_scenario(
+    scenario: &Scenario,
+    command: &[String],
+    output: crate::process::Output,
+) -> Result<Run, String> {
+    let config = scenario.agent.to_config()?;
+    let grace = config.shutdown_grace_period;
+    let mut agent = crate::FakeAgent::new(config).start().await.map_err(|e| format!("cannot listen: {e}"))?;
+    let sandbox = agent.launch_executor(command, output).map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    let result = Runner::new(agent.agent.clone()).run(scenario).await;
+    finish(&agent.agent, grace).await;
+    let transcript = agent.agent.transcript();
+    Ok(Run { result, transcript, agent, sandbox })
+}
+
+/// Leaves nothing running: SHUTDOWN, the grace period, then container destruction.
+pub async fn finish(agent: &Agent, grace: Duration) {
+    use crate::agent::ExecutorState;
+    if agent.inspect(|s| !matches!(s.executor, ExecutorState::Terminated | ExecutorState::Unknown)) {
+        agent.shutdown();
+        let _ = agent
+            .wait_for("exit", grace + Duration::from_secs(2), |s| s.executor_exit.is_some(), |_| String::new())
+            .await;
+    }
+    agent.destroy_container("scenario finished");
+}
+
 /// The first step that failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("step {number} ({step}) failed: {reason}")]

@@ -553,7 +553,7 @@ impl Supervisor {
         }
         let all_done = self.tasks.values().all(|t| t.done);
         let finished = match self.config.mode {
-            Mode::Command => self.launched && all_done || self.shutting_down && all_done,
+            Mode::Command => all_done && (self.launched || self.shutting_down),
             Mode::Custom => self.shutting_down && all_done,
         };
         if finished {

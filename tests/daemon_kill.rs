@@ -1,0 +1,108 @@
+//! Killing tasks with real processes and signals: TASK_KILLING then TASK_KILLED,
+//! SIGTERM then SIGKILL after the grace period, nothing of the task left behind, and
+//! the daemon's own SIGTERM.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use mesos_executor::proto::v1::TaskState;
+use support::daemon::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_sends_killing_then_killed_and_the_process_is_gone() {
+    let d = command_executor(killing_capable()).await;
+    let marker = unique_seconds();
+    d.agent.agent.launch(shell_task("t1", &format!("sleep {marker}")));
+    d.update("t1", TaskState::TaskRunning).await;
+    assert!(!processes_matching(&marker).is_empty());
+    d.agent.agent.kill("t1", None);
+    let killed = d.update("t1", TaskState::TaskKilled).await;
+    assert!(killed.message().starts_with("Command terminated with signal"), "{}", killed.message());
+    assert_eq!(
+        d.states("t1"),
+        [TaskState::TaskStarting, TaskState::TaskRunning, TaskState::TaskKilling, TaskState::TaskKilled]
+    );
+    assert!(processes_matching(&marker).is_empty());
+    assert_eq!(d.exit().await, "exited with status 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_killing_state_without_the_capability() {
+    let d =
+        command_executor(fake_agent::AgentConfig { capabilities: vec![], ..fake_agent::AgentConfig::default() }).await;
+    d.agent.agent.launch(shell_task("t1", &format!("sleep {}", unique_seconds())));
+    d.update("t1", TaskState::TaskRunning).await;
+    d.agent.agent.kill("t1", None);
+    d.update("t1", TaskState::TaskKilled).await;
+    assert!(!d.states("t1").contains(&TaskState::TaskKilling));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_is_escalated_to_sigkill_after_the_kill_policy_grace() {
+    let d = command_executor(killing_capable()).await;
+    let marker = unique_seconds();
+    // The shell ignores SIGTERM and so does its child.
+    d.agent.agent.launch(shell_task("stubborn", &format!("trap '' TERM; sleep {marker}; true")));
+    d.update("stubborn", TaskState::TaskRunning).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let asked = Instant::now();
+    d.agent.agent.kill("stubborn", fake_agent::scenario::kill_policy(Some(400)));
+    let killed = d.update("stubborn", TaskState::TaskKilled).await;
+    let took = asked.elapsed();
+    assert_eq!(killed.message(), "Command terminated with signal Killed");
+    assert!(took >= Duration::from_millis(380), "SIGKILL came after {took:?}, before the grace period");
+    assert!(took < Duration::from_secs(3), "the KILL event's policy (400 ms) wins over the 3 s default: {took:?}");
+    assert!(processes_matching(&marker).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_that_escape_the_group_are_killed_too() {
+    let d = command_executor(killing_capable()).await;
+    let (escaped, leftover) = (unique_seconds(), unique_seconds());
+    // One child moves to its own session (its own process group); the task then waits.
+    d.agent.agent.launch(shell_task("t1", &format!("setsid sleep {escaped} & sleep 0.1; sleep {leftover}")));
+    d.update("t1", TaskState::TaskRunning).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!processes_matching(&escaped).is_empty(), "the escaped process is running");
+    d.agent.agent.kill("t1", None);
+    d.update("t1", TaskState::TaskKilled).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(processes_matching(&escaped).is_empty(), "the escaped process survived the kill");
+    assert!(processes_matching(&leftover).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_finished_task_leaves_running_is_killed() {
+    let d = command_executor(fake_agent::AgentConfig::default()).await;
+    let marker = unique_seconds();
+    d.agent.agent.launch(shell_task("t1", &format!("sleep {marker} & echo started")));
+    d.update("t1", TaskState::TaskFinished).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(processes_matching(&marker).is_empty(), "the background sleep outlived its task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_to_the_daemon_kills_tasks_reports_and_exits_zero() {
+    let d = start(fake_agent::AgentConfig::default(), &["--mode=custom"]).await;
+    let marker = unique_seconds();
+    d.agent.agent.launch(data_task("t1", &format!("sleep {marker}")));
+    d.update("t1", TaskState::TaskRunning).await;
+    let executor_pid = executor_pid(&d);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(executor_pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let killed = d.update("t1", TaskState::TaskKilled).await;
+    assert!(killed.message().contains("signal"), "{}", killed.message());
+    assert_eq!(d.exit().await, "exited with status 0");
+    assert!(processes_matching(&marker).is_empty());
+    assert!(d.agent.agent.inspect(|s| s.unacked.is_empty()), "terminal update acknowledged before exit");
+}
+
+fn executor_pid(d: &Daemon) -> u32 {
+    let bin = env!("CARGO_BIN_EXE_mesos-executor");
+    d.agent
+        .agent
+        .inner_container_members()
+        .into_iter()
+        .find(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p.to_string_lossy().starts_with(bin)))
+        .expect("the executor process")
+}

@@ -1,0 +1,62 @@
+//! The daemon judged by the fake agent's scenario files: the language-neutral ones at
+//! the top of `fake-agent/scenarios/` in drop-in command executor mode, and the
+//! daemon's own in `fake-agent/scenarios/daemon/` in custom executor mode.
+
+use std::path::Path;
+
+use fake_agent::{process::Output, runner::run_scenario, scenario};
+
+async fn judge(file: &str, args: &[&str]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fake-agent/scenarios").join(file);
+    let scenario = scenario::load(&path).unwrap();
+    let mut command = vec![env!("CARGO_BIN_EXE_mesos-executor").to_owned()];
+    command.extend(args.iter().map(|a| (*a).to_owned()));
+    let run = run_scenario(&scenario, &command, Output::SandboxFiles).await.unwrap();
+    if let Err(failure) = &run.result {
+        let stderr = std::fs::read_to_string(run.sandbox.join("stderr")).unwrap_or_default();
+        panic!(
+            "{file}: {failure}\n{}\n--- executor stderr:\n{stderr}",
+            fake_agent::transcript::timeline(&run.transcript)
+        );
+    }
+}
+
+const DROP_IN: &[&str] = &["--launcher_dir=/usr/libexec/mesos"];
+const CUSTOM: &[&str] = &["--mode=custom"];
+
+macro_rules! scenarios {
+    ($($name:ident: $file:literal with $args:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            judge($file, $args).await;
+        }
+    )*};
+}
+
+scenarios! {
+    command_finishes: "command-finishes.yaml" with DROP_IN;
+    command_fails: "command-fails.yaml" with DROP_IN;
+    command_argv: "command-argv.yaml" with DROP_IN;
+    kill: "kill.yaml" with DROP_IN;
+    shutdown: "shutdown.yaml" with DROP_IN;
+    agent_restart: "agent-restart.yaml" with DROP_IN;
+    agent_restart_unacknowledged: "agent-restart-unacknowledged.yaml" with DROP_IN;
+    daemon_demo: "daemon/demo.yaml" with CUSTOM;
+    daemon_task_group: "daemon/task-group.yaml" with CUSTOM;
+    daemon_health_kill: "daemon/health-kill.yaml" with CUSTOM;
+}
+
+#[test]
+fn every_scenario_file_is_judged_here() {
+    let source = include_str!("scenarios.rs");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fake-agent/scenarios");
+    for sub in ["", "daemon"] {
+        for entry in std::fs::read_dir(dir.join(sub)).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".yaml") {
+                let file = if sub.is_empty() { name } else { format!("{sub}/{name}") };
+                assert!(source.contains(&format!("\"{file}\"")), "{file} is not run by tests/scenarios.rs");
+            }
+        }
+    }
+}

@@ -161,3 +161,33 @@ async fn shutdown_kills_every_task_within_the_grace_period() {
     assert!(asked.elapsed() < Duration::from_secs(2), "done within the shutdown grace period: {:?}", asked.elapsed());
     assert!(processes_matching(&marker).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_task_id_is_refused_and_the_original_keeps_running() {
+    let d = custom(AgentConfig::default()).await;
+    let marker = unique_seconds();
+    d.agent.agent.launch(data_task("same", &format!("sleep {marker}")));
+    d.update("same", TaskState::TaskRunning).await;
+    // A faithful agent never sends a duplicate; push one past its checks.
+    d.agent.agent.with_unchecked_launch(data_task("same", "true"));
+    let refused = d.update("same", TaskState::TaskFailed).await;
+    assert!(refused.message().contains("already used"), "{}", refused.message());
+    assert!(!processes_matching(&marker).is_empty(), "the original task still runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_gone_for_good_kills_the_tasks_and_ends_the_daemon() {
+    let config =
+        AgentConfig { checkpoint: true, recovery_timeout: Duration::from_millis(500), ..AgentConfig::default() };
+    let d = custom(config).await;
+    let marker = unique_seconds();
+    d.agent.agent.launch(data_task("orphan", &format!("sleep {marker}")));
+    d.update("orphan", TaskState::TaskRunning).await;
+    let agent = d.agent.agent.clone();
+    let gone = std::time::Instant::now();
+    tokio::spawn(async move { agent.restart(Duration::from_secs(30), Duration::ZERO).await });
+    assert_eq!(d.exit().await, "exited with status 1", "giving up on the agent is a failure");
+    let took = gone.elapsed();
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(10), "gave up after {took:?}");
+    assert!(processes_matching(&marker).is_empty(), "no task outlives the executor");
+}

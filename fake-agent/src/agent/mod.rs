@@ -269,6 +269,15 @@ impl Agent {
         })
     }
 
+    /// Sends a LAUNCH even if the task id is taken: what a faithful agent never does,
+    /// for testing how an executor copes with a duplicate.
+    pub fn with_unchecked_launch(&self, task: TaskInfo) {
+        self.with_state(|s| {
+            s.queued.push_back(state::Pending::Task(Box::new(task)));
+            self.deliver_queued(s);
+        });
+    }
+
     /// Launches a task group: one LAUNCH_GROUP.
     pub fn launch_group(&self, group: TaskGroupInfo) -> bool {
         self.with_state(|s| {

@@ -204,9 +204,18 @@ fn main() {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // `cargo bench --bench targets -- flood` runs one part (rss, flood, restart).
+    let only: Vec<String> = std::env::args().filter(|a| ["rss", "flood", "restart"].contains(&a.as_str())).collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     runtime.block_on(async {
-        daemon_rss_and_launch_latency().await;
-        acknowledged_updates_per_second().await;
-        resubscription_after_agent_restart().await;
+        if wanted("rss") {
+            daemon_rss_and_launch_latency().await;
+        }
+        if wanted("flood") {
+            acknowledged_updates_per_second().await;
+        }
+        if wanted("restart") {
+            resubscription_after_agent_restart().await;
+        }
     });
 }

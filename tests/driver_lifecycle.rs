@@ -146,3 +146,37 @@ async fn a_wrong_token_is_fatal_with_a_clear_error() {
     assert!(h.log.contains("error the agent answered '401 Unauthorized' to SUBSCRIBE"), "{:?}", h.log.lines());
     assert!(h.log.contains("shutdown"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_updates_of_a_task_arrive_in_order() {
+    let h = Harness::start(AgentConfig::default(), |_| {}).await;
+    h.log.wait_for("registered", Duration::from_secs(5)).await;
+    let id = task("ordered", "").task_id;
+    h.agent.agent.launch(task("ordered", "silent"));
+    h.log.wait_for("launch ordered", Duration::from_secs(5)).await;
+    for n in 0..2000 {
+        let mut status = update(&id, TaskState::TaskRunning);
+        status.message = Some(n.to_string());
+        h.handle.send_status_update(status).unwrap();
+    }
+    h.agent
+        .agent
+        .wait_for(
+            "2000 updates",
+            Duration::from_secs(10),
+            |s| s.task("ordered").is_some_and(|t| t.updates == 2000),
+            |s| format!("{:?}", s.task("ordered").map(|t| t.updates)),
+        )
+        .await
+        .unwrap();
+    let order: Vec<u32> = h
+        .agent
+        .agent
+        .transcript()
+        .iter()
+        .map(|e| e.to_json())
+        .filter(|j| j["type"] == "UPDATE" && j["outcome"] == "applied")
+        .map(|j| j["call"]["update"]["status"]["message"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(order, (0..2000).collect::<Vec<u32>>());
+}

@@ -53,10 +53,16 @@ pub fn decode_call(content_type: Option<&str>, body: &[u8]) -> Result<(Call, Con
         ));
     };
     let dynamic = match media {
-        ContentType::Protobuf => decode_dynamic(call_descriptor(), body, media)
-            .ok()
-            .filter(|m| missing_required(m).is_empty())
-            .ok_or_else(|| Rejection::bad_request("Failed to parse body into Call protobuf"))?,
+        ContentType::Protobuf => {
+            let parse_error = || Rejection::bad_request("Failed to parse body into Call protobuf");
+            let dynamic = decode_dynamic(call_descriptor(), body, media).map_err(|_| parse_error())?;
+            if !missing_required(&dynamic).is_empty() {
+                return Err(parse_error());
+            }
+            // The generated type decodes the same bytes directly.
+            let call = <Call as prost::Message>::decode(body).map_err(|_| parse_error())?;
+            return Ok((call, media));
+        }
         ContentType::Json => {
             let value: serde_json::Value = serde_json::from_slice(body)
                 .map_err(|e| Rejection::bad_request(format!("Failed to parse body into JSON: {e}")))?;

@@ -5,13 +5,12 @@
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::transport::{CallClient, Endpoint, TransportError};
+use super::transport::{Endpoint, TransportError};
 use crate::{
     ContentType, ExecutorEnv,
     proto::v1::{ExecutorId, FrameworkId, TaskStatus, executor::Call, executor::call},
@@ -75,7 +74,7 @@ pub(crate) struct Refused {
 /// Uuids of updates not acknowledged yet, shared with the pump.
 pub(crate) type PendingSet = Arc<Mutex<HashSet<Bytes>>>;
 
-/// The task that POSTs calls in order.
+/// The task that POSTs calls in order ([`super::pipeline`]).
 pub(crate) struct Pump {
     queue: mpsc::UnboundedSender<Outgoing>,
     pub refused: mpsc::UnboundedReceiver<Refused>,
@@ -86,7 +85,7 @@ impl Pump {
     pub fn start(endpoint: Endpoint, pending: PendingSet) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let (refused_tx, refused) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(CallClient::new(endpoint), rx, refused_tx, pending));
+        let task = tokio::spawn(super::pipeline::run(endpoint, rx, refused_tx, pending));
         Pump { queue, refused, task }
     }
 
@@ -98,40 +97,5 @@ impl Pump {
 impl Drop for Pump {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-const FIRST_RETRY: Duration = Duration::from_millis(10);
-const LAST_RETRY: Duration = Duration::from_millis(250);
-
-async fn run(
-    mut client: CallClient,
-    mut queue: mpsc::UnboundedReceiver<Outgoing>,
-    refused: mpsc::UnboundedSender<Refused>,
-    pending: PendingSet,
-) {
-    while let Some(item) = queue.recv().await {
-        let mut delay = FIRST_RETRY;
-        loop {
-            let acknowledged =
-                item.uuid.as_ref().is_some_and(|uuid| !pending.lock().map(|p| p.contains(uuid)).unwrap_or(true));
-            if acknowledged {
-                break;
-            }
-            match client.post(item.name, item.body.clone()).await {
-                Ok(()) => break,
-                // 403 "Executor is not subscribed" while the agent catches up with our
-                // SUBSCRIBE; 503 while it finishes recovery (reference §1.5, pitfall 14).
-                Err(error) if error.is_retryable() || error.status() == Some(hyper::StatusCode::FORBIDDEN) => {
-                    tracing::debug!(call = item.name, %error, retry_in = ?delay, "call not accepted yet; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(LAST_RETRY);
-                }
-                Err(error) => {
-                    let _ = refused.send(Refused { name: item.name, uuid: item.uuid.clone(), error });
-                    break;
-                }
-            }
-        }
     }
 }

@@ -9,6 +9,7 @@
 mod acks;
 pub mod backoff;
 mod calls;
+mod pipeline;
 pub mod recordio;
 mod session;
 pub mod subscription;

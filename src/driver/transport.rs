@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, StatusCode, client::conn::http1::SendRequest, header};
+
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::{codec::FramedRead, io::StreamReader};
@@ -72,8 +73,11 @@ impl TransportError {
     }
 }
 
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A connected stream to the agent: TCP, TLS over TCP, or the unix socket.
+pub(crate) type BoxIo = Box<dyn Io>;
 
 #[derive(Debug, Clone)]
 enum Target {
@@ -144,7 +148,7 @@ impl Endpoint {
         }
     }
 
-    async fn connect_io(&self) -> Result<Box<dyn Io>, TransportError> {
+    pub async fn connect_io(&self) -> Result<BoxIo, TransportError> {
         let connect_error = |source| TransportError::Connect { target: self.describe(), source };
         let io: Box<dyn Io> = match &self.target {
             Target::Tcp { host, port } => {
@@ -177,6 +181,27 @@ impl Endpoint {
             let _ = connection.await;
         });
         Ok((sender, task))
+    }
+
+    /// Appends a POST of `body` to `out`, with the headers of [`Endpoint::request`].
+    pub fn write_request(&self, out: &mut bytes::BytesMut, body: &[u8]) {
+        use bytes::BufMut;
+        out.put_slice(b"POST ");
+        out.put_slice(self.path.as_bytes());
+        out.put_slice(b" HTTP/1.1\r\nHost: ");
+        out.put_slice(self.authority.as_bytes());
+        out.put_slice(b"\r\nContent-Type: ");
+        out.put_slice(self.media.as_str().as_bytes());
+        out.put_slice(b"\r\nAccept: ");
+        out.put_slice(self.media.as_str().as_bytes());
+        if let Some(auth) = &self.authorization {
+            out.put_slice(b"\r\nAuthorization: ");
+            out.put_slice(auth.as_bytes());
+        }
+        out.put_slice(b"\r\nContent-Length: ");
+        out.put_slice(body.len().to_string().as_bytes());
+        out.put_slice(b"\r\n\r\n");
+        out.put_slice(body);
     }
 
     fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
@@ -243,74 +268,5 @@ async fn read_text(body: hyper::body::Incoming) -> String {
     match Limited::new(body, 64 * 1024).collect().await {
         Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).trim().to_owned(),
         Err(e) => format!("<unreadable body: {e}>"),
-    }
-}
-
-/// The keep-alive connection for calls other than SUBSCRIBE, reconnected on demand.
-pub(crate) struct CallClient {
-    endpoint: Endpoint,
-    connection: Option<(SendRequest<Full<Bytes>>, tokio::task::JoinHandle<()>)>,
-}
-
-impl CallClient {
-    pub fn new(endpoint: Endpoint) -> Self {
-        CallClient { endpoint, connection: None }
-    }
-
-    /// POSTs one call and waits for `202 Accepted`.
-    ///
-    /// # Errors
-    /// A transport failure or any other status.
-    ///
-    /// # Cancel safety
-    /// Cancelling drops the connection; the call may or may not have reached the agent.
-    pub async fn post(&mut self, call: &'static str, body: Bytes) -> Result<(), TransportError> {
-        let mut fresh = false;
-        loop {
-            let usable = match &mut self.connection {
-                Some((sender, _)) => sender.ready().await.is_ok(),
-                None => false,
-            };
-            if !usable {
-                if let Some((_, task)) = self.connection.take() {
-                    task.abort();
-                }
-                self.connection = Some(self.endpoint.connect().await?);
-                fresh = true;
-            }
-            let Some((sender, _)) = &mut self.connection else { continue };
-            match sender.send_request(self.endpoint.request(body.clone())).await {
-                Ok(response) => {
-                    let status = response.status();
-                    let text = read_text(response.into_body()).await;
-                    return if status == StatusCode::ACCEPTED {
-                        Ok(())
-                    } else {
-                        Err(TransportError::Status { call, status, body: text })
-                    };
-                }
-                // A kept-alive connection the agent closed meanwhile: one fresh retry.
-                Err(e) if !fresh && (e.is_canceled() || e.is_closed()) => {
-                    self.connection = None;
-                }
-                Err(e) => {
-                    self.connection = None;
-                    return Err(e.into());
-                }
-            }
-        }
-    }
-
-    /// Closes the connection.
-    pub fn close(&mut self) {
-        if let Some((_, task)) = self.connection.take() {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for CallClient {
-    fn drop(&mut self) {
-        self.close();
     }
 }

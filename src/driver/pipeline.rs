@@ -105,7 +105,7 @@ pub(crate) async fn run(
                 }
             }
         }
-        let wait = not_before.map(|t| tokio::time::Instant::from_std(t));
+        let wait = not_before.map(tokio::time::Instant::from_std);
         tokio::select! {
             item = queue_rx.recv(), if !closed => match item {
                 Some(item) => queue.push_back(item),

@@ -3,6 +3,8 @@
 //! library. Exit status: 0 after a normal end, 1 when the agent was lost or the driver
 //! was aborted, 64 on bad configuration, 70 when the runtime cannot start.
 
+mod trim;
+
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, ValueEnum};
@@ -180,6 +182,16 @@ async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
     let Some((shutdown, supervisor)) = parts else { return EX_SOFTWARE };
     let ending = std::sync::Arc::clone(&supervisor.ending);
     tokio::spawn(supervisor.run());
+    // Once start-up is over, and now and then after bursts, give back the code pages an
+    // idle executor does not touch (see trim.rs).
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        loop {
+            let advised = trim::trim();
+            tracing::debug!(advised, "trimmed clean file mappings");
+            tokio::time::sleep(Duration::from_secs(300)).await;
+        }
+    });
     let handle = driver.handle();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};

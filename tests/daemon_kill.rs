@@ -106,3 +106,20 @@ fn executor_pid(d: &Daemon) -> u32 {
         .find(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p.to_string_lossy().starts_with(bin)))
         .expect("the executor process")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_by_a_finished_task_is_killed() {
+    let d = start(fake_agent::AgentConfig::default(), &["--mode=custom"]).await;
+    let (escaped, grandchild) = (unique_seconds(), unique_seconds());
+    // A classic daemon: a new session, then a child of its own, then the task exits 0.
+    let script = format!("setsid sh -c 'sleep {grandchild} & sleep {escaped}' & sleep 0.2; exit 0");
+    d.agent.agent.launch(data_task("t1", &script));
+    d.update("t1", TaskState::TaskFinished).await;
+    for _ in 0..50 {
+        if processes_matching(&escaped).is_empty() && processes_matching(&grandchild).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("left behind: {:?} {:?}", processes_matching(&escaped), processes_matching(&grandchild));
+}

@@ -169,6 +169,61 @@ pub fn reap_orphans_now() -> usize {
     reap_orphans(&ours)
 }
 
+/// SIGKILLs the task's process group.
+pub fn kill_group(pgid: Option<u32>) {
+    if let Some(pgid) = pgid {
+        let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
+    }
+}
+
+/// SIGKILLs our direct children (not spawned through tokio) that carry `marker`:
+/// processes of a task that left its group and whose parents died, so that they were
+/// reparented to this subreaper. Cheap: reads only our children, not all of `/proc`.
+/// Their own children are reparented to us in turn, so callers repeat until it
+/// returns 0.
+pub fn kill_escaped(marker: &str) -> usize {
+    let wanted = format!("{}={marker}", super::launch::TASK_MARKER);
+    let ours = OWN_CHILDREN.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut killed = 0;
+    for pid in children() {
+        if ours.contains(&pid) || is_zombie(pid) {
+            continue;
+        }
+        let marked = std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == wanted.as_bytes()));
+        if marked && kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// Direct children of this process (of every thread), from `/proc/self/task/*/children`;
+/// a scan of `/proc` where the kernel lacks that file.
+fn children() -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut found = false;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+                found = true;
+                out.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    if !found {
+        let me = std::process::id();
+        out = proc_table().into_iter().filter(|(_, (ppid, _))| *ppid == me).map(|(pid, _)| pid).collect();
+    }
+    out
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rfind(')').is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
 /// SIGKILLs every process whose task marker starts with `prefix` (all of this
 /// executor's tasks when `prefix` is its nonce followed by `/`).
 pub fn kill_marked_with_prefix(prefix: &str) -> usize {

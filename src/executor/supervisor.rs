@@ -490,11 +490,10 @@ impl Supervisor {
         let Some(task) = self.tasks.get_mut(id) else { return };
         task.stop_timers();
         task.done = true;
-        // No process of the task outlives it: its group and anything carrying its marker.
-        let leftovers = process::signal_task(task.pid, &task.marker, Signal::SIGKILL);
-        if leftovers > 0 {
-            info!(task_id = id, leftovers, "killed processes the task left behind");
-        }
+        // No process of the task outlives it: its group now, then (after the update)
+        // whatever left the group and was reparented to this subreaper.
+        process::kill_group(task.pid);
+        let marker = task.marker.clone();
         let reason = task.killing.as_ref().map(|k| k.reason);
         let (group, healthy) = (task.group, task.healthy);
         let (state, message, why) = match (&exit, reason) {
@@ -508,6 +507,21 @@ impl Supervisor {
         };
         let healthy = if reason == Some(KillReason::HealthCheck) { Some(false) } else { healthy };
         self.update(id, state, Some(message), why, healthy);
+        let task_id = id.to_owned();
+        tokio::spawn(async move {
+            let mut killed = 0;
+            for _ in 0..20 {
+                let n = process::kill_escaped(&marker);
+                if n == 0 {
+                    break;
+                }
+                killed += n;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if killed > 0 {
+                info!(task_id, killed, "killed processes the task left behind");
+            }
+        });
         // Default executor: a failed or killed member takes its group down with it.
         if let Some(index) = group
             && matches!(state, TaskState::TaskFailed | TaskState::TaskKilled)

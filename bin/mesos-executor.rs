@@ -59,6 +59,22 @@ struct Args {
         env = "MESOS_EXECUTOR_CONTENT_TYPE"
     )]
     content_type: MediaArg,
+    /// Where to write the metrics in Prometheus text format (default:
+    /// `mesos-executor.prom` in the sandbox).
+    #[arg(long = "metrics_file", alias = "metrics-file", env = "MESOS_EXECUTOR_METRICS_FILE")]
+    metrics_file: Option<PathBuf>,
+    /// Interval between metrics file writes, as a stout duration (`10secs`, `500ms`).
+    #[arg(
+        long = "metrics_interval",
+        alias = "metrics-interval",
+        default_value = "10secs",
+        env = "MESOS_EXECUTOR_METRICS_INTERVAL"
+    )]
+    metrics_interval: String,
+    /// Also serve the metrics at `http://<address>/metrics` (off by default), such as
+    /// `127.0.0.1:9105`.
+    #[arg(long = "metrics_address", alias = "metrics-address", env = "MESOS_EXECUTOR_METRICS_ADDRESS")]
+    metrics_address: Option<std::net::SocketAddr>,
     /// Log format on stderr.
     #[arg(
         long = "log_format",
@@ -148,22 +164,49 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_SOFTWARE);
         }
     };
+    let metrics_interval = match mesos_executor::env::parse_duration(&args.metrics_interval) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) | Err(_) => {
+            eprintln!(
+                "mesos-executor: --metrics_interval={:?} is not a positive duration such as 10secs",
+                args.metrics_interval
+            );
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     let nonce = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let mut config = DriverConfig::new(env);
+    if let Some(path) = args.metrics_file {
+        config.metrics_file = Some(path);
+    }
+    config.metrics_interval = metrics_interval;
     let supervisor_config = SupervisorConfig {
         mode,
         sandbox,
         task_command,
         user: args.user,
-        shutdown_grace: env.shutdown_grace_period,
+        shutdown_grace: config.env.shutdown_grace_period,
         nonce: nonce.clone(),
+        metrics: config.metrics.clone(),
     };
-    let mut config = DriverConfig::new(env);
     config.content_type = match args.content_type {
         MediaArg::Protobuf => ContentType::Protobuf,
         MediaArg::Json => ContentType::Json,
     };
     info!(?mode, content_type = %config.content_type, agent = %config.env.agent.authority(), "starting");
-    let code = runtime.block_on(run(config, supervisor_config));
+    let metrics_address = args.metrics_address;
+    let code = runtime.block_on(async move {
+        if let Some(address) = metrics_address {
+            match tokio::net::TcpListener::bind(address).await {
+                Ok(listener) => {
+                    info!(%address, "serving metrics at /metrics");
+                    tokio::spawn(serve_metrics(listener, config.metrics.clone()));
+                }
+                Err(e) => warn!(%address, error = %e, "cannot serve metrics"),
+            }
+        }
+        run(config, supervisor_config).await
+    });
     // Whatever happened, leave no task process behind.
     let killed = process::kill_marked_with_prefix(&format!("{nonce}/"));
     if killed > 0 {
@@ -220,5 +263,35 @@ async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
     match (status, ending) {
         (DriverStatus::Stopped, Ending::Normal) => 0,
         _ => 1,
+    }
+}
+
+/// Serves `GET /metrics` (the optional endpoint; the metrics file is the main output).
+async fn serve_metrics(listener: tokio::net::TcpListener, metrics: mesos_executor::metrics::Metrics) {
+    use http_body_util::Full;
+    use hyper::{Response, StatusCode, body::Bytes, service::service_fn};
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let response = if request.uri().path() == "/metrics" {
+                    let mut ok = Response::new(Full::new(Bytes::from(metrics.encode())));
+                    ok.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    ok
+                } else {
+                    let mut missing = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
+                    *missing.status_mut() = StatusCode::NOT_FOUND;
+                    missing
+                };
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
     }
 }

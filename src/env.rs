@@ -37,6 +37,8 @@ pub const AUTHENTICATION_TOKEN: &str = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN";
 pub const HTTP_COMMAND_EXECUTOR: &str = "MESOS_HTTP_COMMAND_EXECUTOR";
 /// Path of the agent's unix domain socket for executors.
 pub const DOMAIN_SOCKET: &str = "MESOS_DOMAIN_SOCKET";
+/// Where to write the metrics file (default: `mesos-executor.prom` in the sandbox).
+pub const METRICS_FILE: &str = "MESOS_EXECUTOR_METRICS_FILE";
 /// Set by `mesos-local`: no self-kill after SHUTDOWN.
 pub const LOCAL: &str = "MESOS_LOCAL";
 /// `1`/`true` when libprocess SSL is on: the agent speaks https.
@@ -255,6 +257,8 @@ pub struct ExecutorEnv {
     pub local: bool,
     /// `LIBPROCESS_SSL_*`.
     pub tls: TlsEnv,
+    /// `MESOS_EXECUTOR_METRICS_FILE`, when set.
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl ExecutorEnv {
@@ -276,6 +280,7 @@ impl ExecutorEnv {
             domain_socket: None,
             local: false,
             tls: TlsEnv::default(),
+            metrics_file: None,
         }
     }
 
@@ -344,6 +349,7 @@ impl ExecutorEnv {
             domain_socket: non_empty(env, DOMAIN_SOCKET).map(PathBuf::from),
             local: env.var(LOCAL).is_some(),
             tls,
+            metrics_file: non_empty(env, METRICS_FILE).map(PathBuf::from),
         })
     }
 }

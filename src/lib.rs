@@ -10,7 +10,8 @@
 //! - [`env`]: the typed executor environment and the stout duration grammar.
 //! - [`driver`]: [`ExecutorDriver`] and its [`DriverHandle`]: subscription, RecordIO
 //!   stream, calls, acknowledgements, recovery, TLS.
-//! - [`executor`]: the [`Executor`] trait.
+//! - [`executor`]: the [`Executor`] trait, and the daemon's executor.
+//! - [`metrics`]: the metrics registry and the Prometheus text file writer.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@
 pub mod driver;
 pub mod env;
 pub mod executor;
+pub mod metrics;
 pub mod proto;
 pub mod wire;
 

@@ -54,6 +54,9 @@ pub struct AgentConfig {
     pub auth_token: Option<String>,
     /// How updates are acknowledged.
     pub ack_policy: AckPolicy,
+    /// Agent flag `--executor_environment_variables`: extra variables for the executor,
+    /// overridden by the `MESOS_*` ones (reference §6.1).
+    pub executor_environment_variables: std::collections::BTreeMap<String, String>,
     /// Serve https with this identity (and tell the executor to use TLS).
     pub tls: Option<AgentTls>,
     /// Also listen on this unix socket, exported as `MESOS_DOMAIN_SOCKET`
@@ -89,6 +92,7 @@ impl Default for AgentConfig {
             shutdown_grace_period: Duration::from_secs(5),
             auth_token: None,
             ack_policy: AckPolicy::Immediate,
+            executor_environment_variables: Default::default(),
             tls: None,
             domain_socket: None,
         }

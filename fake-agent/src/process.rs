@@ -23,7 +23,7 @@ const PASSED_THROUGH: &[&str] = &["RUST_LOG", "RUST_BACKTRACE", "LLVM_PROFILE_FI
 
 /// The full `MESOS_*` environment for an executor of `config` talking to `port`.
 pub fn executor_env(config: &AgentConfig, port: u16, sandbox: &Path) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
+    let mut env = config.executor_environment_variables.clone();
     let mut set = |k: &str, v: String| {
         env.insert(k.to_owned(), v);
     };

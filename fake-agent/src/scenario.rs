@@ -54,6 +54,9 @@ pub struct AgentSettings {
     pub auth_token: Option<String>,
     /// Initial acknowledgement policy.
     pub ack_policy: Option<AckPolicy>,
+    /// `--executor_environment_variables`.
+    #[serde(default)]
+    pub executor_environment_variables: BTreeMap<String, String>,
 }
 
 impl AgentSettings {
@@ -94,6 +97,7 @@ impl AgentSettings {
         if let Some(policy) = &self.ack_policy {
             config.ack_policy = policy.clone();
         }
+        config.executor_environment_variables.clone_from(&self.executor_environment_variables);
         Ok(config)
     }
 }

@@ -82,10 +82,10 @@ pub(crate) struct Pump {
 }
 
 impl Pump {
-    pub fn start(endpoint: Endpoint, pending: PendingSet) -> Self {
+    pub fn start(endpoint: Endpoint, pending: PendingSet, metrics: crate::metrics::Metrics) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let (refused_tx, refused) = mpsc::unbounded_channel();
-        let task = tokio::spawn(super::pipeline::run(endpoint, rx, refused_tx, pending));
+        let task = tokio::spawn(super::pipeline::run(endpoint, rx, refused_tx, pending, metrics));
         Pump { queue, refused, task }
     }
 

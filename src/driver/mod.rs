@@ -35,6 +35,7 @@ pub use self::{
 use crate::{
     ContentType, EnvError, ExecutorEnv,
     executor::Executor,
+    metrics::Metrics,
     proto::v1::{ExecutorId, TaskState, TaskStatus, task_status},
 };
 
@@ -121,13 +122,19 @@ pub struct DriverConfig {
     /// Idle time before TCP keepalive probes start on agent connections; a vanished
     /// agent host is noticed after about twice this.
     pub keepalive_idle: Duration,
+    /// The figures the driver keeps (shared with whoever else reports, like the daemon).
+    pub metrics: Metrics,
+    /// Where the metrics file goes: `MESOS_EXECUTOR_METRICS_FILE`, else
+    /// `mesos-executor.prom` in the sandbox; `None` writes no file.
+    pub metrics_file: Option<std::path::PathBuf>,
+    /// Interval between metrics file writes.
+    pub metrics_interval: Duration,
 }
 
 impl DriverConfig {
     /// Defaults for `env`.
     pub fn new(env: ExecutorEnv) -> Self {
         DriverConfig {
-            env,
             content_type: ContentType::Protobuf,
             initial_retry_interval: Duration::from_millis(2),
             retry_interval_cap: Duration::from_millis(30),
@@ -136,6 +143,13 @@ impl DriverConfig {
             heartbeat_interval: Duration::from_secs(30 * 60),
             max_record_len: recordio::DEFAULT_MAX_RECORD_LEN,
             keepalive_idle: Duration::from_secs(10),
+            metrics: Metrics::new(),
+            metrics_file: env
+                .metrics_file
+                .clone()
+                .or_else(|| env.sandbox.as_ref().map(|s| s.join(crate::metrics::DEFAULT_FILE_NAME))),
+            metrics_interval: crate::metrics::DEFAULT_INTERVAL,
+            env,
         }
     }
 

@@ -54,6 +54,7 @@ pub(crate) async fn run(
     mut queue_rx: mpsc::UnboundedReceiver<Outgoing>,
     refused: mpsc::UnboundedSender<Refused>,
     pending: PendingSet,
+    metrics: crate::metrics::Metrics,
 ) {
     let mut queue: VecDeque<Outgoing> = VecDeque::new();
     let mut in_flight: VecDeque<Outgoing> = VecDeque::new();
@@ -115,6 +116,7 @@ pub(crate) async fn run(
                 let Some(item) = in_flight.pop_front() else { continue };
                 match answer {
                     Some(Ok(answer)) if answer.status == StatusCode::ACCEPTED => {
+                        metrics.call(item.name, "accepted");
                         proven = true;
                         delay = FIRST_RETRY;
                         not_before = None;
@@ -129,15 +131,18 @@ pub(crate) async fn run(
                         // up with our SUBSCRIBE: try again, one call at a time.
                         if error.is_retryable() || answer.status == StatusCode::FORBIDDEN {
                             tracing::debug!(call = item.name, %error, retry_in = ?delay, "call not accepted yet");
+                            metrics.call(item.name, "retried");
                             proven = false;
                             retry.push_back(item);
                             not_before = Some(Instant::now() + delay);
                             delay = (delay * 2).min(LAST_RETRY);
                         } else {
+                            metrics.call(item.name, "refused");
                             let _ = refused.send(Refused { name: item.name, uuid: item.uuid.clone(), error });
                         }
                     }
                     Some(Err(_)) | None => {
+                        metrics.call(item.name, "connection_error");
                         in_flight.push_front(item);
                         connection = None;
                         proven = false;

@@ -91,6 +91,29 @@ impl<E: Executor> Session<E> {
             executor_id = %self.config.env.executor_id,
         );
         let _entered = span.enter();
+        let (stop_writer, stopped) = tokio::sync::oneshot::channel::<()>();
+        let writer = self.config.metrics_file.clone().map(|path| {
+            info!(path = %path.display(), "writing metrics");
+            let stopped = async move {
+                let _ = stopped.await;
+            };
+            tokio::spawn(crate::metrics::run_writer(
+                self.config.metrics.clone(),
+                path,
+                self.config.metrics_interval,
+                stopped,
+            ))
+        });
+        let status = self.drive().await;
+        self.config.metrics.connected.set(0);
+        let _ = stop_writer.send(());
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
+        status
+    }
+
+    async fn drive(&mut self) -> DriverStatus {
         let mut delay = Duration::ZERO;
         loop {
             let stream = match self.connect(delay).await {
@@ -101,6 +124,10 @@ impl<E: Executor> Session<E> {
                 Ended::Exit(status) => return self.finish(status),
                 Ended::Disconnected(reason) => {
                     warn!(%reason, "disconnected from the agent");
+                    let metrics = &self.config.metrics;
+                    metrics.disconnects.inc();
+                    metrics.connected.set(0);
+                    metrics.flush_soon();
                     self.executor.disconnected(&self.handle);
                     match self.recovery.disconnected(std_now()) {
                         Next::RetryIn(d) => delay = d,
@@ -169,6 +196,8 @@ impl<E: Executor> Session<E> {
                 }
             }
             let included = self.unacked.uuids();
+            let metrics = &self.config.metrics;
+            metrics.subscription_attempts.inc();
             let call = calls::subscribe(&self.config.env, self.unacked.subscribe_message());
             let body = calls::body(&call, self.config.content_type);
             debug!(
@@ -195,29 +224,45 @@ impl<E: Executor> Session<E> {
             match result {
                 Ok(stream) => {
                     let now = std_now();
+                    let metrics = &self.config.metrics;
+                    metrics.call("SUBSCRIBE", "accepted");
+                    metrics.subscriptions.inc();
+                    metrics.connected.set(1);
                     for uuid in &included {
+                        if self.unacked.get(uuid).is_some_and(|u| u.sends > 0) {
+                            metrics.updates_resent.inc();
+                        }
                         self.unacked.mark_sent(uuid, now);
                     }
+                    metrics.flush_soon();
                     return Ok(stream);
                 }
-                Err(error) => match self.recovery.failed(std_now(), error.is_retryable()) {
-                    Next::RetryIn(d) => {
-                        debug!(%error, retry_in = ?d, "subscription attempt failed");
-                        delay = d;
+                Err(error) => {
+                    let outcome = match (error.status(), error.is_retryable()) {
+                        (None, _) => "connection_error",
+                        (Some(_), true) => "retried",
+                        (Some(_), false) => "refused",
+                    };
+                    self.config.metrics.call("SUBSCRIBE", outcome);
+                    match self.recovery.failed(std_now(), error.is_retryable()) {
+                        Next::RetryIn(d) => {
+                            debug!(%error, retry_in = ?d, "subscription attempt failed");
+                            delay = d;
+                        }
+                        Next::GiveUp(why) => {
+                            self.executor.error(&self.handle, &error.to_string());
+                            self.give_up(&format!("{why}: {error}"));
+                            delay = Duration::ZERO;
+                        }
                     }
-                    Next::GiveUp(why) => {
-                        self.executor.error(&self.handle, &error.to_string());
-                        self.give_up(&format!("{why}: {error}"));
-                        delay = Duration::ZERO;
-                    }
-                },
+                }
             }
         }
     }
 
     /// Reads and dispatches events of one subscription until it ends.
     async fn serve(&mut self, mut stream: EventStream) -> Ended {
-        let mut pump = Pump::start(self.endpoint.clone(), self.pending.clone());
+        let mut pump = Pump::start(self.endpoint.clone(), self.pending.clone(), self.config.metrics.clone());
         // Updates produced while the SUBSCRIBE was in flight were not in it.
         for uuid in self.unacked.never_sent() {
             self.post_update(&pump, uuid);
@@ -273,6 +318,9 @@ impl<E: Executor> Session<E> {
 
     fn post_update(&mut self, pump: &Pump, uuid: Bytes) {
         let Some(pending) = self.unacked.get(&uuid) else { return };
+        if pending.sends > 0 {
+            self.config.metrics.updates_resent.inc();
+        }
         let body = calls::body(&calls::update(&self.config.env, pending.status.clone()), self.config.content_type);
         pump.send(Outgoing { name: "UPDATE", uuid: Some(uuid.clone()), body });
         self.unacked.mark_sent(&uuid, std_now());
@@ -293,6 +341,8 @@ impl<E: Executor> Session<E> {
                     pending.insert(uuid.clone());
                 }
                 self.unacked.add_update(status, std_now());
+                self.config.metrics.updates_sent.inc();
+                self.config.metrics.updates_unacknowledged.set(self.unacked.len() as i64);
                 if let Some(pump) = pump {
                     self.post_update(pump, uuid);
                 }
@@ -339,6 +389,7 @@ impl<E: Executor> Session<E> {
     /// Dispatches one event to the executor.
     fn event(&mut self, event: Event) {
         let kind = event.r#type();
+        self.config.metrics.events.with_label_values(&[kind.as_str_name()]).inc();
         let handle = &self.handle;
         match kind {
             event::Type::Subscribed => {
@@ -386,6 +437,10 @@ impl<E: Executor> Session<E> {
                 match self.unacked.acknowledge(&ack.task_id.value, &ack.uuid, std_now()) {
                     Acked::Update { latency, terminal } => {
                         debug!(task_id = %ack.task_id.value, ?latency, terminal, "acknowledged");
+                        let metrics = &self.config.metrics;
+                        metrics.updates_acknowledged.inc();
+                        metrics.ack_latency.observe(latency.as_secs_f64());
+                        metrics.updates_unacknowledged.set(self.unacked.len() as i64);
                     }
                     Acked::Unknown => debug!(task_id = %ack.task_id.value, "acknowledgement for an unknown update"),
                 }

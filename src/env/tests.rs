@@ -53,8 +53,10 @@ fn full_agent_environment_is_read() {
         (HTTP_COMMAND_EXECUTOR, "1"),
         (DOMAIN_SOCKET, "/run/mesos/agent.sock"),
         (LOCAL, "1"),
+        (METRICS_FILE, "/var/lib/node_exporter/executor.prom"),
     ]))
     .unwrap();
+    assert_eq!(env.metrics_file, Some(PathBuf::from("/var/lib/node_exporter/executor.prom")));
     assert_eq!(env.agent_id.as_deref(), Some("agent-7"));
     assert_eq!(env.directory, Some(PathBuf::from("/var/lib/mesos/slaves/a/frameworks/f/executors/e/runs/r")));
     assert_eq!(env.sandbox, env.directory, "MESOS_SANDBOX defaults to MESOS_DIRECTORY");

@@ -46,6 +46,8 @@ pub struct SupervisorConfig {
     pub shutdown_grace: Duration,
     /// Unique per executor run; prefix of every task marker.
     pub nonce: String,
+    /// Where tasks by state are counted.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Why a task is being killed; decides its terminal state.
@@ -121,6 +123,8 @@ pub(crate) struct Supervisor {
     launched: bool,
     stopped: bool,
     ending: std::sync::Arc<std::sync::Mutex<Ending>>,
+    /// Latest state reported per task, for the tasks-by-state gauge.
+    states: std::cell::RefCell<HashMap<String, TaskState>>,
 }
 
 impl Supervisor {
@@ -142,6 +146,7 @@ impl Supervisor {
             launched: false,
             stopped: false,
             ending,
+            states: Default::default(),
         }
     }
 
@@ -198,7 +203,13 @@ impl Supervisor {
         info!(task_id, state = state.as_str_name(), "status update");
         if let Err(e) = self.driver.send_status_update(status) {
             warn!(task_id, error = %e, "status update not sent");
+            return;
         }
+        let tasks = &self.config.metrics.tasks;
+        if let Some(previous) = self.states.borrow_mut().insert(task_id.to_owned(), state) {
+            tasks.with_label_values(&[previous.as_str_name()]).dec();
+        }
+        tasks.with_label_values(&[state.as_str_name()]).inc();
     }
 
     fn refuse(&self, task_id: &str, state: TaskState, reason: Reason, message: String) {

@@ -47,13 +47,23 @@ async fn daemon_rss_and_launch_latency() {
         .wait_for("subscribe", Duration::from_secs(10), |s| s.subscriptions > 0, |_| String::new())
         .await
         .unwrap();
-    let pid = agent.agent.inner_container_members().into_iter().min().unwrap();
+    let mut members: Vec<u32> = agent.agent.inner_container_members().into_iter().collect();
+    members.sort();
+    // The daemon starts first; its watchdog (same binary) is its child.
+    let pid = members[0];
     let mut samples = Vec::new();
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         samples.push(rss_kib(pid));
     }
     println!("  RSS each second while idle (KiB): {samples:?}");
+    for watchdog in &members[1..] {
+        println!(
+            "  watchdog process {watchdog}: RSS {} KiB (anonymous {} KiB)",
+            rss_kib(*watchdog),
+            status_kib(*watchdog, "RssAnon:")
+        );
+    }
     let idle = *samples.last().unwrap();
     println!(
         "idle RSS of the daemon (subscribed, no task): {} KiB = {:.2} MiB (target <= 4 MiB); anonymous {} KiB, file-backed {} KiB; {:?}",

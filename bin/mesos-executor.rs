@@ -4,6 +4,7 @@
 //! was aborted, 64 on bad configuration, 70 when the runtime cannot start.
 
 mod trim;
+mod watchdog;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -75,6 +76,12 @@ struct Args {
     /// `127.0.0.1:9105`.
     #[arg(long = "metrics_address", alias = "metrics-address", env = "MESOS_EXECUTOR_METRICS_ADDRESS")]
     metrics_address: Option<std::net::SocketAddr>,
+    /// Internal: run as the watchdog of the daemon with this pid.
+    #[arg(long, hide = true, requires = "watchdog_marker")]
+    watchdog: Option<u32>,
+    /// Internal: the task marker prefix the watchdog cleans up.
+    #[arg(long = "watchdog_marker", hide = true)]
+    watchdog_marker: Option<String>,
     /// Log format on stderr.
     #[arg(
         long = "log_format",
@@ -118,6 +125,9 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let (Some(parent), Some(prefix)) = (args.watchdog, &args.watchdog_marker) {
+        return watchdog::run(parent, prefix);
+    }
     init_logging(args.log_format);
     let env = match ExecutorEnv::from_process() {
         Ok(env) => env,
@@ -175,6 +185,16 @@ fn main() -> ExitCode {
         }
     };
     let nonce = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    // Spawned from the main thread, which lives as long as the process: the watchdog's
+    // parent-death signal fires when the daemon dies, however it dies.
+    let watchdog = std::process::Command::new("/proc/self/exe")
+        .arg(format!("--watchdog={}", std::process::id()))
+        .arg(format!("--watchdog_marker={nonce}/"))
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    if let Err(e) = &watchdog {
+        warn!(error = %e, "cannot start the watchdog; tasks may outlive a killed executor");
+    }
     let mut config = DriverConfig::new(env);
     if let Some(path) = args.metrics_file {
         config.metrics_file = Some(path);

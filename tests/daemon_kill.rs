@@ -97,13 +97,18 @@ async fn sigterm_to_the_daemon_kills_tasks_reports_and_exits_zero() {
     assert!(d.agent.agent.inspect(|s| s.unacked.is_empty()), "terminal update acknowledged before exit");
 }
 
+/// The daemon: the container's process whose parent is this test (the fake agent);
+/// its watchdog runs the same binary but is the daemon's child.
 fn executor_pid(d: &Daemon) -> u32 {
-    let bin = env!("CARGO_BIN_EXE_mesos-executor");
+    let me = std::process::id().to_string();
     d.agent
         .agent
         .inner_container_members()
         .into_iter()
-        .find(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p.to_string_lossy().starts_with(bin)))
+        .find(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().nth(1).map(str::to_owned)) == Some(me.clone())
+        })
         .expect("the executor process")
 }
 
@@ -122,4 +127,26 @@ async fn a_daemon_started_by_a_finished_task_is_killed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("left behind: {:?} {:?}", processes_matching(&escaped), processes_matching(&grandchild));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_daemon_leaves_no_task_behind() {
+    let d = start(fake_agent::AgentConfig::default(), &["--mode=custom"]).await;
+    let (plain, forked) = (unique_seconds(), unique_seconds());
+    d.agent.agent.launch(data_task("t1", &format!("sleep {plain}")));
+    d.agent.agent.launch(data_task("t2", &format!("setsid sleep {forked} & wait")));
+    d.update("t1", TaskState::TaskRunning).await;
+    d.update("t2", TaskState::TaskRunning).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!processes_matching(&plain).is_empty() && !processes_matching(&forked).is_empty());
+    let executor_pid = executor_pid(&d);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(executor_pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert_eq!(d.exit().await, "terminated by signal SIGKILL");
+    for _ in 0..100 {
+        if processes_matching(&plain).is_empty() && processes_matching(&forked).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("tasks outlived the killed executor: {:?} {:?}", processes_matching(&plain), processes_matching(&forked));
 }

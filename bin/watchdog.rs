@@ -1,0 +1,40 @@
+//! The watchdog: a second, tiny process of the daemon that outlives it only to clean
+//! up. It asks the kernel for SIGTERM when the daemon dies (`PR_SET_PDEATHSIG`), and
+//! then SIGKILLs every process carrying this daemon's task marker, so that even a
+//! SIGKILL of the daemon leaves no task process behind.
+
+use std::time::Duration;
+
+use nix::{
+    sys::signal::{SigSet, Signal},
+    unistd::{Pid, getppid},
+};
+
+/// Runs the watchdog for the daemon `parent`, whose task markers start with `prefix`.
+pub fn run(parent: u32, prefix: &str) -> std::process::ExitCode {
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        signals.add(signal);
+    }
+    // Block them first, then ask for the parent-death signal, then check the parent:
+    // no death can slip between the three steps.
+    if signals.thread_block().is_err() || nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err() {
+        return std::process::ExitCode::from(70);
+    }
+    let parent = Pid::from_raw(parent as i32);
+    super::trim::trim();
+    while getppid() == parent {
+        // A signal while the daemon lives (say, to the whole process group) is ignored:
+        // the daemon does its own cleanup then.
+        let _ = signals.wait();
+    }
+    // The daemon is gone: its tasks go too. Forks racing the scan are caught by a few
+    // more rounds.
+    for _ in 0..10 {
+        if mesos_executor::executor::process::kill_marked_with_prefix(prefix) == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::ExitCode::SUCCESS
+}

@@ -191,3 +191,12 @@ async fn an_agent_gone_for_good_kills_the_tasks_and_ends_the_daemon() {
     assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(10), "gave up after {took:?}");
     assert!(processes_matching(&marker).is_empty(), "no task outlives the executor");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_for_a_task_never_launched_gets_a_terminal_update() {
+    let d = custom(AgentConfig::default()).await;
+    // The agent thinks it delivered a task whose LAUNCH the executor never saw.
+    d.agent.agent.kill("ghost", None);
+    let killed = d.update("ghost", TaskState::TaskKilled).await;
+    assert_eq!(killed.message(), "Task is not known to this executor");
+}

@@ -142,3 +142,49 @@ async fn dropped_acknowledgements_are_recovered_by_resending() {
     let duplicates = h.agent.agent.transcript().iter().filter(|e| e.to_json()["outcome"] == "duplicate").count();
     assert!(duplicates >= 2, "both updates were resent with their uuid ({duplicates} duplicates)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_found_and_server_errors_are_retried_forbidden_is_not() {
+    let mut h = Harness::start(checkpointing(), |_| {}).await;
+    h.log.wait_for("registered", Duration::from_secs(5)).await;
+    for status in [404, 500, 502, 503] {
+        let before = h.agent.agent.inspect(|s| s.subscriptions);
+        h.agent.agent.inject(Fault::Answer { status, count: 3 });
+        h.agent.agent.inject(Fault::ResetStream);
+        h.agent
+            .agent
+            .wait_for(
+                &format!("resubscription through {status}s"),
+                Duration::from_secs(3),
+                |s| s.subscriptions > before,
+                |s| format!("{} subscriptions", s.subscriptions),
+            )
+            .await
+            .unwrap();
+        let refused = h.agent.agent.transcript().iter().filter(|e| e.to_json()["status"] == status).count();
+        assert_eq!(refused, 3, "three {status} answers, then success");
+    }
+    h.agent.agent.inject(Fault::Answer { status: 403, count: 1000 });
+    h.agent.agent.inject(Fault::ResetStream);
+    assert_eq!(h.join(Duration::from_secs(5)).await, DriverStatus::Stopped);
+    assert!(
+        h.log.contains("error the agent answered '403 Forbidden' to SUBSCRIBE: fault injected: 403"),
+        "{:?}",
+        h.log.lines()
+    );
+    assert!(h.log.contains("shutdown"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_record_is_refused_without_buffering_it() {
+    let h = Harness::start(checkpointing(), |c| c.max_record_len = 4096).await;
+    h.log.wait_for("registered", Duration::from_secs(5)).await;
+    let before = h.agent.agent.inspect(|s| s.subscriptions);
+    h.agent.agent.inject(Fault::OversizeLength);
+    h.agent
+        .agent
+        .wait_for("resubscription", Duration::from_secs(3), |s| s.subscriptions > before, |_| String::new())
+        .await
+        .unwrap();
+    assert_eq!(h.handle.status(), DriverStatus::Running);
+}

@@ -65,6 +65,16 @@ async fn route(agent: &Agent, request: Request<Incoming>, via: Via) -> Result<Re
     if !is_executor_path(request.uri().path()) {
         return Err(Rejection::new(StatusCode::NOT_FOUND, format!("No route for {}", request.uri().path())));
     }
+    let forced = agent.with_state(|s| match &mut s.forced_answer {
+        Some((status, count)) if *count > 0 => {
+            *count -= 1;
+            Some(*status)
+        }
+        _ => None,
+    });
+    if let Some(status) = forced.and_then(|s| StatusCode::from_u16(s).ok()) {
+        return Err(Rejection::new(status, format!("fault injected: {status}")));
+    }
     if agent.inspect(|s| s.blackhole) {
         // A host that stopped answering: the request is never answered.
         std::future::pending::<()>().await;

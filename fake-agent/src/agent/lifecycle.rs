@@ -191,6 +191,7 @@ impl Agent {
             }
             Fault::Blackhole => s.blackhole = true,
             Fault::Unblackhole => s.blackhole = false,
+            Fault::Answer { status, count } => s.forced_answer = Some((status, count)),
             _ => {
                 let Some(stream) = &s.stream else { return };
                 let json = stream.content_type == ContentType::Json;

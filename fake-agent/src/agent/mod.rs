@@ -64,6 +64,13 @@ pub enum Fault {
     Blackhole,
     /// The host answers again.
     Unblackhole,
+    /// Answer the next `count` requests with `status` (404, 403, 500, ...).
+    Answer {
+        /// HTTP status.
+        status: u16,
+        /// How many requests.
+        count: u32,
+    },
 }
 
 /// A condition that did not come true in time.

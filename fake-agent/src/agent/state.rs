@@ -138,6 +138,8 @@ pub struct State {
     pub resubscribe_gaps: u64,
     /// The host stopped answering (requests hang, events vanish).
     pub blackhole: bool,
+    /// The next requests get this status: (status, how many more).
+    pub forced_answer: Option<(u16, u32)>,
     /// The transcript so far.
     pub transcript: Vec<Entry>,
     /// How the executor process ended, once it has.
@@ -166,6 +168,7 @@ impl State {
             unacked: HashMap::new(),
             resubscribe_gaps: 0,
             blackhole: false,
+            forced_answer: None,
             transcript: Vec::new(),
             executor_exit: None,
             rng: seed | 1,

@@ -76,6 +76,15 @@ struct Args {
     /// `127.0.0.1:9105`.
     #[arg(long = "metrics_address", alias = "metrics-address", env = "MESOS_EXECUTOR_METRICS_ADDRESS")]
     metrics_address: Option<std::net::SocketAddr>,
+    /// Idle time before TCP keepalive probes start on connections to the agent, as a
+    /// stout duration; a vanished agent host is noticed after about 2.5 times this.
+    #[arg(
+        long = "keepalive_idle",
+        alias = "keepalive-idle",
+        default_value = "10secs",
+        env = "MESOS_EXECUTOR_KEEPALIVE_IDLE"
+    )]
+    keepalive_idle: String,
     /// Internal: run as the watchdog of the daemon with this pid.
     #[arg(long, hide = true, requires = "watchdog_marker")]
     watchdog: Option<u32>,
@@ -200,6 +209,13 @@ fn main() -> ExitCode {
         config.metrics_file = Some(path);
     }
     config.metrics_interval = metrics_interval;
+    config.keepalive_idle = match mesos_executor::env::parse_duration(&args.keepalive_idle) {
+        Ok(d) if d >= Duration::from_secs(1) => d,
+        Ok(_) | Err(_) => {
+            eprintln!("mesos-executor: --keepalive_idle={:?} is not a duration of at least 1secs", args.keepalive_idle);
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     let supervisor_config = SupervisorConfig {
         mode,
         sandbox,

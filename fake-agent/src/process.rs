@@ -21,8 +21,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// logs and backtraces can be had. A real agent passes none of its own.
 const PASSED_THROUGH: &[&str] = &["RUST_LOG", "RUST_BACKTRACE", "LLVM_PROFILE_FILE"];
 
-/// The full `MESOS_*` environment for an executor of `config` talking to `port`.
-pub fn executor_env(config: &AgentConfig, port: u16, sandbox: &Path) -> BTreeMap<String, String> {
+/// The full `MESOS_*` environment for an executor of `config` talking to `agent`.
+pub fn executor_env(config: &AgentConfig, agent: std::net::SocketAddr, sandbox: &Path) -> BTreeMap<String, String> {
     let mut env = config.executor_environment_variables.clone();
     let mut set = |k: &str, v: String| {
         env.insert(k.to_owned(), v);
@@ -33,8 +33,8 @@ pub fn executor_env(config: &AgentConfig, port: u16, sandbox: &Path) -> BTreeMap
     set(vars::DIRECTORY, sandbox.display().to_string());
     set(vars::SANDBOX, sandbox.display().to_string());
     set(vars::SLAVE_ID, config.agent_id.clone());
-    set(vars::SLAVE_PID, format!("slave(1)@127.0.0.1:{port}"));
-    set(vars::AGENT_ENDPOINT, format!("127.0.0.1:{port}"));
+    set(vars::SLAVE_PID, format!("slave(1)@{agent}"));
+    set(vars::AGENT_ENDPOINT, agent.to_string());
     set(vars::CHECKPOINT, if config.checkpoint { "1" } else { "0" }.into());
     set(vars::HTTP_COMMAND_EXECUTOR, "1".into());
     set(vars::SHUTDOWN_GRACE_PERIOD, format_duration(config.shutdown_grace_period));

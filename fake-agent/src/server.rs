@@ -77,7 +77,7 @@ pub struct Listening {
 impl Listening {
     /// The environment a real agent would give an executor using `sandbox`.
     pub fn executor_env(&self, sandbox: &Path) -> BTreeMap<String, String> {
-        process::executor_env(self.agent.config(), self.addr.port(), sandbox)
+        process::executor_env(self.agent.config(), self.addr, sandbox)
     }
 
     /// The executor API URL.

@@ -38,7 +38,7 @@ pub enum TransportError {
         reason: String,
     },
     /// The HTTP exchange broke (connection reset, closed mid-response).
-    #[error("HTTP exchange with the agent failed: {0}")]
+    #[error("HTTP exchange with the agent failed: {}", error_chain(.0))]
     Http(#[from] hyper::Error),
     /// The agent answered with an unexpected status.
     #[error("the agent answered '{status}' to {call}: {body}")]
@@ -94,6 +94,7 @@ pub(crate) struct Endpoint {
     path: String,
     authorization: Option<header::HeaderValue>,
     keepalive: socket2::TcpKeepalive,
+    user_timeout: Duration,
     pub media: ContentType,
 }
 
@@ -138,7 +139,9 @@ impl Endpoint {
             .with_time(keepalive_idle)
             .with_interval((keepalive_idle / 2).max(Duration::from_secs(1)))
             .with_retries(3);
-        Ok(Endpoint { target, tls, authority, path: env.agent.path(), authorization, keepalive, media })
+        // Keepalive gives up after idle + 3 probes at idle/2: about 2.5 times idle.
+        let user_timeout = keepalive_idle * 5 / 2;
+        Ok(Endpoint { target, tls, authority, path: env.agent.path(), authorization, keepalive, user_timeout, media })
     }
 
     fn describe(&self) -> String {
@@ -157,7 +160,12 @@ impl Endpoint {
                 // TCP keepalive notices an agent host that vanished without closing the
                 // connection; the stream itself must have no short read timeout, since
                 // agents send HEARTBEAT only every 30 minutes.
-                let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&self.keepalive);
+                let socket = socket2::SockRef::from(&stream);
+                let _ = socket.set_tcp_keepalive(&self.keepalive);
+                // Data the agent never acknowledges (a host that vanished while we were
+                // sending) is bounded the same way, not by the 15-minute retransmission
+                // default.
+                let _ = socket.set_tcp_user_timeout(Some(self.user_timeout));
                 if let Some((connector, name)) = &self.tls {
                     let tls = connector
                         .connect(name.clone(), stream)
@@ -240,11 +248,24 @@ impl Endpoint {
             .and_then(|v| v.to_str().ok())
             .and_then(ContentType::from_exact)
             .unwrap_or(self.media);
-        let data = response.into_body().into_data_stream().map_err(io::Error::other);
+        let data = response.into_body().into_data_stream().map_err(|e| io::Error::other(error_chain(&e)));
         let frames =
             FramedRead::new(StreamReader::new(Box::pin(data) as DataStream), RecordIoCodec::new(max_record_len));
         Ok(EventStream { frames, media, connection })
     }
+}
+
+/// An error and its causes, `outer: inner: ...`, so that logs say why (hyper's display
+/// of a body error omits the OS error beneath, such as a keepalive timeout).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 type DataStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, io::Error>> + Send>>;

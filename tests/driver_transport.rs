@@ -25,7 +25,54 @@ fn pki(dir: &Path, name: &str) -> (AgentTls, std::path::PathBuf) {
         .unwrap();
     let ca_file = dir.join(format!("{name}-ca.pem"));
     std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-    (AgentTls { cert_pem: leaf.pem(), key_pem: leaf_key.serialize_pem(), ca_file: ca_file.clone() }, ca_file)
+    (
+        AgentTls {
+            cert_pem: leaf.pem(),
+            key_pem: leaf_key.serialize_pem(),
+            ca_file: ca_file.clone(),
+            client_ca_pem: None,
+        },
+        ca_file,
+    )
+}
+
+/// A client CA (PEM) and, in `dir`, a client certificate and key it signed.
+fn client_identity(dir: &Path) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "executor client CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["executor".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let (cert_file, key_file) = (dir.join("client.pem"), dir.join("client.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    (ca_cert.pem(), cert_file, key_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificate_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tls, _) = pki(dir.path(), "agent");
+    let (client_ca, cert_file, key_file) = client_identity(dir.path());
+    tls.client_ca_pem = Some(client_ca);
+    let h = Harness::start(AgentConfig { tls: Some(tls.clone()), ..AgentConfig::default() }, |c| {
+        c.env.tls.cert_file = Some(cert_file);
+        c.env.tls.key_file = Some(key_file);
+    })
+    .await;
+    h.log.wait_for("registered", Duration::from_secs(5)).await;
+    h.agent.agent.launch(task("t1", "finish"));
+    h.wait_state("t1", TaskState::TaskFinished).await;
+    drop(h);
+
+    // Without the client certificate the agent refuses the handshake.
+    let mut h = Harness::start(AgentConfig { tls: Some(tls), ..AgentConfig::default() }, |_| {}).await;
+    assert_eq!(h.join(Duration::from_secs(5)).await, DriverStatus::Stopped);
+    let error = h.log.lines().into_iter().find(|l| l.starts_with("error")).expect("an error callback");
+    assert!(error.contains("TLS") && error.contains("CertificateRequired"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,6 +74,8 @@ pub struct AgentTls {
     /// A file holding the CA that signed the certificate, exported to the executor as
     /// `LIBPROCESS_SSL_CA_FILE`.
     pub ca_file: std::path::PathBuf,
+    /// When set, clients must present a certificate signed by this CA (PEM).
+    pub client_ca_pem: Option<String>,
 }
 
 impl Default for AgentConfig {

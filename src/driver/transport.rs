@@ -181,10 +181,28 @@ impl Endpoint {
         Ok(io)
     }
 
+    /// A hyper error, as a TLS error when a TLS alert lies beneath (the agent refused
+    /// our certificate after a TLS 1.3 handshake): retrying would not help.
+    fn classify(&self, error: hyper::Error) -> TransportError {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            // io::Error::source() skips the error it wraps, so look inside it too.
+            let wrapped = cause.downcast_ref::<io::Error>().and_then(io::Error::get_ref);
+            if cause.downcast_ref::<rustls::Error>().is_some()
+                || wrapped.is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some())
+            {
+                return TransportError::Tls { target: self.describe(), reason: error_chain(&error) };
+            }
+            source = cause.source();
+        }
+        TransportError::Http(error)
+    }
+
     /// A new HTTP/1.1 connection; its driver task ends when the connection does.
     async fn connect(&self) -> Result<(SendRequest<Full<Bytes>>, tokio::task::JoinHandle<()>), TransportError> {
         let io = self.connect_io().await?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| self.classify(e))?;
         let task = tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -235,7 +253,7 @@ impl Endpoint {
     /// A transport failure, or a status other than 200.
     pub async fn subscribe(&self, body: Bytes, max_record_len: usize) -> Result<EventStream, TransportError> {
         let (mut sender, connection) = self.connect().await?;
-        let response = sender.send_request(self.request(body)).await?;
+        let response = sender.send_request(self.request(body)).await.map_err(|e| self.classify(e))?;
         if response.status() != StatusCode::OK {
             let status = response.status();
             let body = read_text(response.into_body()).await;

@@ -84,12 +84,21 @@ async fn what_a_finished_task_leaves_running_is_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_the_daemon_kills_tasks_reports_and_exits_zero() {
+    graceful_on(nix::sys::signal::Signal::SIGTERM).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_to_the_daemon_kills_tasks_reports_and_exits_zero() {
+    graceful_on(nix::sys::signal::Signal::SIGINT).await;
+}
+
+async fn graceful_on(signal: nix::sys::signal::Signal) {
     let d = start(fake_agent::AgentConfig::default(), &["--mode=custom"]).await;
     let marker = unique_seconds();
     d.agent.agent.launch(data_task("t1", &format!("sleep {marker}")));
     d.update("t1", TaskState::TaskRunning).await;
     let executor_pid = executor_pid(&d);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(executor_pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(executor_pid as i32), signal).unwrap();
     let killed = d.update("t1", TaskState::TaskKilled).await;
     assert!(killed.message().contains("signal"), "{}", killed.message());
     assert_eq!(d.exit().await, "exited with status 0");

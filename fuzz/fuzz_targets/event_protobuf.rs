@@ -2,13 +2,7 @@
 //! the same event.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use mesos_executor::{ContentType, proto::v1::executor::Event, wire};
+#[path = "../checks.rs"]
+mod checks;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(event) = wire::decode::<Event>(data, ContentType::Protobuf) {
-        let bytes = wire::encode(&event, ContentType::Protobuf).unwrap();
-        let again: Event = wire::decode(&bytes, ContentType::Protobuf).unwrap();
-        assert_eq!(again, event);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::event(data, mesos_executor::ContentType::Protobuf));

@@ -1,0 +1,52 @@
+//! The invariants the fuzz targets check, shared by `fuzz/fuzz_targets/` and by
+//! `tests/fuzz_regressions.rs`, which replays saved findings through them. Each target
+//! uses one of them.
+
+#![allow(dead_code)]
+
+use bytes::BytesMut;
+use mesos_executor::{ContentType, driver::RecordIoCodec, proto::v1::executor::Event, wire};
+use tokio_util::codec::{Decoder, Encoder};
+
+/// The RecordIO decoder on `data` cut into chunks of the size its first byte says:
+/// never panics, never yields a record over the cap, and what it yields re-encodes
+/// to records that decode the same.
+pub fn recordio(data: &[u8]) {
+    let Some((&cut, data)) = data.split_first() else { return };
+    let chunk = usize::from(cut % 16) + 1;
+    let mut codec = RecordIoCodec::new(1024);
+    let mut buf = BytesMut::new();
+    let mut records = Vec::new();
+    'feed: for piece in data.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(record)) => {
+                    assert!(record.len() <= 1024);
+                    records.push(record);
+                }
+                Ok(None) => break,
+                Err(_) => break 'feed,
+            }
+        }
+    }
+    let mut encoded = BytesMut::new();
+    for record in &records {
+        RecordIoCodec::default().encode(record, &mut encoded).expect("encoding into memory");
+    }
+    let mut again = RecordIoCodec::new(1024);
+    let mut round = Vec::new();
+    while let Ok(Some(record)) = again.decode(&mut encoded) {
+        round.push(record);
+    }
+    assert_eq!(round, records);
+}
+
+/// Event decoding in `media`: never panics; what decodes encodes to bytes that decode
+/// to the same event.
+pub fn event(data: &[u8], media: ContentType) {
+    if let Ok(event) = wire::decode::<Event>(data, media) {
+        let bytes = wire::encode(&event, media).expect("our descriptors cover Event");
+        assert_eq!(wire::decode::<Event>(&bytes, media).expect("our own encoding decodes"), event);
+    }
+}

@@ -47,7 +47,7 @@ async fn daemon_rss_and_launch_latency() {
         .wait_for("subscribe", Duration::from_secs(10), |s| s.subscriptions > 0, |_| String::new())
         .await
         .unwrap();
-    let mut members: Vec<u32> = agent.agent.inner_container_members().into_iter().collect();
+    let mut members: Vec<u32> = agent.agent.container_members().into_iter().collect();
     members.sort();
     // The daemon starts first; its watchdog (same binary) is its child.
     let pid = members[0];

@@ -112,7 +112,7 @@ fn executor_pid(d: &Daemon) -> u32 {
     let me = std::process::id().to_string();
     d.agent
         .agent
-        .inner_container_members()
+        .container_members()
         .into_iter()
         .find(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -4,9 +4,8 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
-    time::Duration,
 };
 
 use mesos_executor::env::{self as vars, format_duration};
@@ -212,12 +211,4 @@ pub fn describe_exit(status: std::process::ExitStatus) -> String {
         }
         _ => "ended".to_owned(),
     }
-}
-
-/// How long to wait for processes to disappear after SIGKILL.
-pub const REAP_WAIT: Duration = Duration::from_secs(5);
-
-/// The path of the executor's output files in `sandbox`.
-pub fn output_files(sandbox: &Path) -> (PathBuf, PathBuf) {
-    (sandbox.join("stdout"), sandbox.join("stderr"))
 }

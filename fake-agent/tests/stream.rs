@@ -312,7 +312,7 @@ async fn executor_process_gets_the_agent_environment_and_dies_with_its_container
     ] {
         assert!(env.lines().any(|l| l == expected), "missing {expected} in\n{env}");
     }
-    let container = agent.agent.inner_container_members();
+    let container = agent.agent.container_members();
     assert!(container.len() >= 3, "executor and both sleeps: {container:?}");
     agent.agent.destroy_container("test");
     agent

@@ -167,16 +167,5 @@ pub fn build(
     Ok(LaunchSpec { program, argv, env, user: command.user.clone().filter(|u| !u.is_empty()) })
 }
 
-/// Names of environment variables that hold secrets, so logs can leave their values out.
-pub fn secret_names(command: &CommandInfo) -> Vec<String> {
-    command
-        .environment
-        .iter()
-        .flat_map(|e| &e.variables)
-        .filter(|v| v.r#type() == environment::variable::Type::Secret)
-        .map(|v| v.name.clone())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests;

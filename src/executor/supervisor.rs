@@ -184,6 +184,7 @@ impl Supervisor {
         }
     }
 
+    /// Reports a task's state; the driver fills in uuid, timestamp, source and ids.
     fn update(
         &self,
         task_id: &str,
@@ -212,11 +213,13 @@ impl Supervisor {
         tasks.with_label_values(&[state.as_str_name()]).inc();
     }
 
+    /// A task this executor will not run: logged, and reported with why.
     fn refuse(&self, task_id: &str, state: TaskState, reason: Reason, message: String) {
         warn!(task_id, %message, "task refused");
         self.update(task_id, state, Some(message), Some(reason), None);
     }
 
+    /// LAUNCH: TASK_STARTING, spawn, TASK_RUNNING (upstream command executor order).
     fn launch(&mut self, task: TaskInfo) {
         let id = task.task_id.value.clone();
         if let Some(refusal) = self.refusal(&id) {
@@ -230,6 +233,8 @@ impl Supervisor {
         }
     }
 
+    /// LAUNCH_GROUP: refused or started as a whole, as the default executor does:
+    /// every TASK_STARTING first, then each TASK_RUNNING.
     fn launch_group(&mut self, group: TaskGroupInfo) {
         if self.config.mode == Mode::Command {
             for task in &group.tasks {
@@ -268,6 +273,7 @@ impl Supervisor {
         }
     }
 
+    /// Why a task id cannot be launched now, if it cannot.
     fn refusal(&self, id: &str) -> Option<String> {
         if self.shutting_down {
             return Some("the executor is shutting down".to_owned());
@@ -281,6 +287,7 @@ impl Supervisor {
         None
     }
 
+    /// Resolves, checks and builds the task's process, without reporting.
     fn prepare_quietly(&self, task: &TaskInfo) -> Result<launch::LaunchSpec, LaunchError> {
         let (command, _) = launch::resolve_command(task, self.config.task_command.as_ref())?;
         launch::check_supported(task, &command)?;
@@ -292,6 +299,7 @@ impl Supervisor {
         Ok(spec)
     }
 
+    /// As `prepare_quietly`, reporting TASK_ERROR on failure.
     fn prepare(&self, task: &TaskInfo) -> Option<launch::LaunchSpec> {
         match self.prepare_quietly(task) {
             Ok(spec) => Some(spec),
@@ -366,6 +374,7 @@ impl Supervisor {
         true
     }
 
+    /// Runs the task's health check on its schedule, sending each result here.
     fn spawn_health(
         &self,
         id: &str,
@@ -386,6 +395,7 @@ impl Supervisor {
         })
     }
 
+    /// A health check result: report `healthy` changes, kill at the failure limit.
     fn health(&mut self, id: &str, result: Result<(), String>) {
         let Some(task) = self.tasks.get_mut(id) else { return };
         if task.done || task.killing.is_some() {
@@ -417,6 +427,7 @@ impl Supervisor {
         }
     }
 
+    /// The KILL's grace period, else the task's, else the upstream default of 3 s.
     fn grace(&self, id: &str, policy: Option<&KillPolicy>) -> Duration {
         let from = |p: &KillPolicy| p.grace_period.as_ref().map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64));
         policy
@@ -425,6 +436,7 @@ impl Supervisor {
             .unwrap_or(DEFAULT_KILL_GRACE)
     }
 
+    /// A KILL event from the agent.
     fn kill_requested(&mut self, id: &str, policy: Option<KillPolicy>) {
         if self.shutting_down {
             return;
@@ -476,6 +488,7 @@ impl Supervisor {
         }
     }
 
+    /// Schedules the SIGKILL check for `deadline`.
     fn arm_escalation(&mut self, id: &str, deadline: Instant) {
         let (tx, task_id) = (self.tx.clone(), id.to_owned());
         let timer = tokio::spawn(async move {
@@ -487,6 +500,7 @@ impl Supervisor {
         }
     }
 
+    /// The grace period is over: SIGKILL unless the task is gone or the deadline moved.
     fn escalate(&mut self, id: &str) {
         let Some(task) = self.tasks.get(id) else { return };
         let due = task.killing.as_ref().is_some_and(|k| Instant::now() >= k.deadline);
@@ -497,6 +511,8 @@ impl Supervisor {
         process::signal_task(task.pid, &task.marker, Signal::SIGKILL);
     }
 
+    /// A task's process ended: its terminal update, its leftovers killed, and the
+    /// default executor's group rule.
     fn exited(&mut self, id: &str, exit: Result<Exit, String>) {
         let Some(task) = self.tasks.get_mut(id) else { return };
         task.stop_timers();
@@ -547,6 +563,8 @@ impl Supervisor {
         self.maybe_finish();
     }
 
+    /// SHUTDOWN, a signal, or the agent lost: kill every task within the shutdown
+    /// grace period.
     fn shutdown(&mut self) {
         if self.shutting_down {
             return;

@@ -433,7 +433,7 @@ impl Agent {
     }
 
     /// Pids of the processes in the executor's container.
-    pub fn inner_container_members(&self) -> std::collections::HashSet<u32> {
+    pub fn container_members(&self) -> std::collections::HashSet<u32> {
         self.inner.container.lock().map(|c| c.members()).unwrap_or_default()
     }
 

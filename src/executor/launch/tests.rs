@@ -89,7 +89,6 @@ fn environment_is_merged_over_the_executors() {
     assert_eq!(spec.env["MESOS_ALLOCATION_ROLE"], "eng");
     assert_eq!(spec.env[TASK_MARKER], "nonce/t1");
     assert!(!spec.env.contains_key("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"), "the token is never inherited");
-    assert_eq!(secret_names(&command), ["PASSWORD"]);
 }
 
 #[test]

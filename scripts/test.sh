@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 # The metrics test checks our file with an independent parser: Python's prometheus_client.
 python3 -c "import prometheus_client" 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check prometheus_client
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"
 cargo test --workspace --doc

@@ -148,17 +148,23 @@ async fn metrics_are_served_over_http_when_asked() {
     };
     let address = format!("--metrics_address=127.0.0.1:{port}");
     let d = start(AgentConfig::default(), &["--mode=custom", &address]).await;
+    // The daemon counts its subscription when the 200 reaches it, a moment after the
+    // agent does: ask until it shows.
     let mut text = String::new();
-    for _ in 0..50 {
+    for _ in 0..100 {
+        text.clear();
         if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
             stream.read_to_string(&mut text).await.unwrap();
-            break;
+            if text.contains("mesos_executor_subscriptions_total 1") {
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("content-type: text/plain; version=0.0.4"), "{text}");
     assert!(text.contains("mesos_executor_subscriptions_total 1"), "{text}");
     drop(d);
 }

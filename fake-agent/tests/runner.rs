@@ -175,3 +175,84 @@ fn cli_fails_naming_the_step_and_kills_the_executor() {
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_fake-agent")).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("run"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_waits_for_an_executor_started_by_hand() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("manual.yaml");
+    std::fs::write(
+        &scenario,
+        "agent: {shutdown_grace_period_ms: 300}\nsteps:\n  - expect_subscribe: {timeout_ms: 10000}\n  - launch: {task_id: t1, command: 'true'}\n  - expect_update: {task_id: t1, state: TASK_FINISHED}\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fake-agent"))
+        .args(["run", "--quiet", "--scenario"])
+        .arg(&scenario)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut env = std::collections::HashMap::new();
+    // Printed sorted by name; the backoff maximum comes last with checkpointing.
+    while !env.contains_key("MESOS_SUBSCRIPTION_BACKOFF_MAX") {
+        let line = lines.next().expect("the environment is printed").unwrap();
+        if let Some((k, v)) = line.strip_prefix("export ").and_then(|kv| kv.split_once('=')) {
+            env.insert(k.to_owned(), v.trim_matches('\'').to_owned());
+        }
+    }
+    for var in ["MESOS_FRAMEWORK_ID", "MESOS_EXECUTOR_ID", "MESOS_SLAVE_PID", "MESOS_SANDBOX", "MESOS_CHECKPOINT"] {
+        assert!(env.contains_key(var), "{var} missing from {env:?}");
+    }
+    // Act as the executor started by hand, with what was printed.
+    let addr = env["MESOS_SLAVE_PID"].split_once('@').unwrap().1.to_owned();
+    let url = format!("http://{addr}/slave(1)/api/v1/executor");
+    let ids = |kind| mesos_executor::proto::v1::executor::Call {
+        executor_id: mesos_executor::proto::v1::ExecutorId { value: env["MESOS_EXECUTOR_ID"].clone() },
+        framework_id: mesos_executor::proto::v1::FrameworkId { value: env["MESOS_FRAMEWORK_ID"].clone() },
+        r#type: Some(kind as i32),
+        ..Default::default()
+    };
+    let subscribe = mesos_executor::proto::v1::executor::Call {
+        subscribe: Some(Default::default()),
+        ..ids(mesos_executor::proto::v1::executor::call::Type::Subscribe)
+    };
+    let mut response = client()
+        .post(&url)
+        .header("Content-Type", PB)
+        .header("Accept", PB)
+        .body(prost::Message::encode_to_vec(&subscribe))
+        .send()
+        .await
+        .unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let mut n = 50u8;
+    loop {
+        let Ok(Some(chunk)) = response.chunk().await else { break };
+        buf.extend_from_slice(&chunk);
+        let newline = buf.iter().position(|b| *b == b'\n').unwrap();
+        let len: usize = std::str::from_utf8(&buf[..newline]).unwrap().parse().unwrap();
+        let record = buf.split_to(newline + 1 + len).split_off(newline + 1);
+        let event: mesos_executor::proto::v1::executor::Event = prost::Message::decode(record).unwrap();
+        if let Some(launch) = &event.launch {
+            n += 1;
+            let mut update = ids(mesos_executor::proto::v1::executor::call::Type::Update);
+            update.update = Some(mesos_executor::proto::v1::executor::call::Update {
+                status: status(&launch.task.task_id.value, TaskState::TaskFinished, n),
+            });
+            client()
+                .post(&url)
+                .header("Content-Type", PB)
+                .body(prost::Message::encode_to_vec(&update))
+                .send()
+                .await
+                .unwrap();
+        }
+        if event.r#type() == event::Type::Shutdown {
+            break;
+        }
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "every expectation held: {status:?}");
+}

@@ -26,6 +26,9 @@ use super::{
 
 /// Requests in flight at most once the connection has proven itself.
 pub(crate) const WINDOW: usize = 128;
+/// Largest response to a call we buffer: the agent answers calls with empty or short
+/// plain-text bodies, so anything near this is hostile or broken.
+pub(crate) const MAX_ANSWER: usize = 1024 * 1024;
 const FIRST_RETRY: Duration = Duration::from_millis(10);
 const LAST_RETRY: Duration = Duration::from_millis(250);
 
@@ -218,6 +221,9 @@ pub(crate) fn parse_answer(buf: &mut BytesMut) -> io::Result<Option<Answer>> {
     let mut response = httparse::Response::new(&mut headers);
     let head_len = match response.parse(buf).map_err(|e| invalid(format!("malformed HTTP response: {e}")))? {
         httparse::Status::Complete(n) => n,
+        httparse::Status::Partial if buf.len() > MAX_ANSWER => {
+            return Err(invalid(format!("HTTP response head longer than {MAX_ANSWER} bytes")));
+        }
         httparse::Status::Partial => return Ok(None),
     };
     let status = response
@@ -236,6 +242,9 @@ pub(crate) fn parse_answer(buf: &mut BytesMut) -> io::Result<Option<Answer>> {
         None => None,
     };
     let no_body = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    if length.is_some_and(|l| l > MAX_ANSWER) || chunked && buf.len() > head_len + MAX_ANSWER {
+        return Err(invalid(format!("HTTP response body longer than {MAX_ANSWER} bytes")));
+    }
     if chunked {
         let Some((body, used)) = dechunk(&buf[head_len..])? else { return Ok(None) };
         buf.advance(head_len + used);
@@ -293,6 +302,20 @@ mod tests {
         buf.extend_from_slice(b" Accepted\r\ncontent-length: 2\r\n\r\nok");
         assert_eq!(&parse_answer(&mut buf).unwrap().unwrap().body[..], b"ok");
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn hostile_sizes_are_refused_before_buffering() {
+        let mut huge = BytesMut::from(&b"HTTP/1.1 202 Accepted\r\nContent-Length: 10737418240\r\n\r\n"[..]);
+        assert!(parse_answer(&mut huge).is_err(), "a 10 GB body is refused at once");
+        let mut endless = BytesMut::from(&b"HTTP/1.1 202 Accepted\r\nX-Filler: "[..]);
+        endless.extend(std::iter::repeat_n(b'a', MAX_ANSWER + 1));
+        assert!(parse_answer(&mut endless).is_err(), "an endless head is refused");
+        let mut chunks = BytesMut::from(&b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n"[..]);
+        for _ in 0..(MAX_ANSWER / 8 + 2) {
+            chunks.extend_from_slice(b"3\r\nabc\r\n");
+        }
+        assert!(parse_answer(&mut chunks).is_err(), "an endless chunked body is refused");
     }
 
     #[test]

@@ -4,14 +4,27 @@
 //! executor POSTs `SUBSCRIBE`, reads a RecordIO stream of events, and POSTs
 //! `UPDATE`s and `MESSAGE`s back.
 //!
+//! # Lifecycle
+//! [`ExecutorDriver::from_env`] reads the environment; [`ExecutorDriver::run`] (or
+//! `start` then `join`) subscribes and calls your [`Executor`] one event at a time:
+//! `registered`, then `launch_task`, `kill_task`, ... Report task states through the
+//! [`DriverHandle`] from anywhere; every update is kept until the agent acknowledges it.
+//! On a lost connection the driver calls `disconnected`, then resubscribes
+//! (`reregistered`) if the framework checkpoints, or calls `shutdown`. Your `shutdown`
+//! kills the tasks and calls [`DriverHandle::stop`], which ends the driver once the
+//! terminal updates are acknowledged.
+//!
 //! # Layout
 //! - [`proto`]: the protocol types, generated from our proto2 files in `proto/`.
 //! - [`wire`]: calls and events as protobuf or in the agent's JSON mapping.
-//! - [`env`]: the typed executor environment and the stout duration grammar.
+//! - [`env`](mod@env): the typed executor environment and the stout duration grammar.
 //! - [`driver`]: [`ExecutorDriver`] and its [`DriverHandle`]: subscription, RecordIO
 //!   stream, calls, acknowledgements, recovery, TLS.
 //! - [`executor`]: the [`Executor`] trait, and the daemon's executor.
 //! - [`metrics`]: the metrics registry and the Prometheus text file writer.
+//!
+//! The `mesos-executor` daemon (`bin/`) and the fake agent (`fake-agent/`) are built on
+//! these; see the README for both.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -65,7 +65,7 @@ pub enum Output {
 }
 
 /// Starts `command` as the executor in its own process group with `env` and nothing
-/// else of ours (but [`PASSED_THROUGH`] and `PATH`).
+/// else of ours (but `PATH`, `RUST_LOG`, `RUST_BACKTRACE`).
 ///
 /// # Errors
 /// The command is empty, or the process cannot be started (the OS error says why).

@@ -1,6 +1,6 @@
 //! The executor behind the `mesos-executor` daemon: runs commands and task groups as
 //! the upstream command and default executors do. Callbacks only forward events to the
-//! [`Supervisor`], which owns the processes.
+//! supervisor task (`supervisor.rs`), which owns the processes.
 
 use bytes::Bytes;
 use tokio::sync::mpsc;

@@ -123,7 +123,7 @@ pub struct LaunchSpec {
 }
 
 /// Builds the process for `command`: `/bin/sh -c value` when `shell` is true or unset,
-/// else `value` with argv = `arguments` (`arguments[0]` is argv[0], as upstream).
+/// else `value` with argv = `arguments` (`arguments[0]` is `argv[0]`, as upstream).
 /// The environment is the executor's (`base`), then the command's variables, then
 /// `MESOS_ALLOCATION_ROLE` and the task marker.
 ///

@@ -44,6 +44,7 @@ scenarios! {
     daemon_demo: "daemon/demo.yaml" with CUSTOM;
     daemon_task_group: "daemon/task-group.yaml" with CUSTOM;
     daemon_health_kill: "daemon/health-kill.yaml" with CUSTOM;
+    daemon_hostile_agent: "daemon/hostile-agent.yaml" with CUSTOM;
 }
 
 #[test]

@@ -132,6 +132,21 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// A flag holding a stout duration of at least `min`; exit 64 naming it otherwise.
+fn duration_flag(name: &str, value: &str, min: Duration) -> Result<Duration, ExitCode> {
+    match mesos_executor::env::parse_duration(value) {
+        Ok(d) if d >= min => Ok(d),
+        Ok(_) => {
+            eprintln!("mesos-executor: --{name}={value:?} is shorter than {min:?}");
+            Err(ExitCode::from(EX_USAGE))
+        }
+        Err(why) => {
+            eprintln!("mesos-executor: --{name}={value:?} is not a duration such as 10secs or 500ms ({why})");
+            Err(ExitCode::from(EX_USAGE))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let (Some(parent), Some(prefix)) = (args.watchdog, &args.watchdog_marker) {
@@ -183,15 +198,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_SOFTWARE);
         }
     };
-    let metrics_interval = match mesos_executor::env::parse_duration(&args.metrics_interval) {
-        Ok(d) if !d.is_zero() => d,
-        Ok(_) | Err(_) => {
-            eprintln!(
-                "mesos-executor: --metrics_interval={:?} is not a positive duration such as 10secs",
-                args.metrics_interval
-            );
-            return ExitCode::from(EX_USAGE);
-        }
+    let metrics_interval = match duration_flag("metrics_interval", &args.metrics_interval, Duration::from_millis(1)) {
+        Ok(d) => d,
+        Err(code) => return code,
     };
     let nonce = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     // Spawned from the main thread, which lives as long as the process: the watchdog's
@@ -209,12 +218,9 @@ fn main() -> ExitCode {
         config.metrics_file = Some(path);
     }
     config.metrics_interval = metrics_interval;
-    config.keepalive_idle = match mesos_executor::env::parse_duration(&args.keepalive_idle) {
-        Ok(d) if d >= Duration::from_secs(1) => d,
-        Ok(_) | Err(_) => {
-            eprintln!("mesos-executor: --keepalive_idle={:?} is not a duration of at least 1secs", args.keepalive_idle);
-            return ExitCode::from(EX_USAGE);
-        }
+    config.keepalive_idle = match duration_flag("keepalive_idle", &args.keepalive_idle, Duration::from_secs(1)) {
+        Ok(d) => d,
+        Err(code) => return code,
     };
     let supervisor_config = SupervisorConfig {
         mode,

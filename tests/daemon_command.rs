@@ -113,3 +113,29 @@ async fn a_second_task_and_malformed_tasks_are_refused() {
     let error = d.update("image", TaskState::TaskError).await;
     assert!(error.message().contains("image"), "{}", error.message());
 }
+
+#[test]
+fn bad_configuration_exits_64_naming_what_is_wrong() {
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mesos-executor"))
+            .env_clear()
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, stderr) = run(&[], &[]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("MESOS_FRAMEWORK_ID is not set"), "{stderr}");
+    let env = [("MESOS_FRAMEWORK_ID", "f"), ("MESOS_EXECUTOR_ID", "e"), ("MESOS_SLAVE_PID", "slave(1)@127.0.0.1:1")];
+    let (code, stderr) = run(&[("MESOS_SLAVE_PID", "not-a-pid"), env[0], env[1]], &[]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("MESOS_SLAVE_PID") && stderr.contains("not-a-pid"), "{stderr}");
+    let (code, stderr) = run(&env, &["--metrics_interval=5"]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("--metrics_interval=\"5\""), "{stderr}");
+    let (code, stderr) = run(&env, &["--task_command={not json"]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("--task_command"), "{stderr}");
+}

@@ -16,9 +16,15 @@ use support::*;
 
 /// A minimal executor made of raw HTTP calls: RUNNING then FINISHED for each LAUNCH.
 fn scripted_executor(agent: &Listening) -> tokio::task::JoinHandle<()> {
-    let sub = subscribe_call(agent);
-    let url = agent.url();
-    let update_template = update_call(agent, status("x", TaskState::TaskRunning, 0));
+    scripted_executor_at(agent.url(), subscribe_call(agent), update_call(agent, status("x", TaskState::TaskRunning, 0)))
+}
+
+/// The same against any agent URL, with the calls' ids already filled in.
+fn scripted_executor_at(
+    url: String,
+    sub: mesos_executor::proto::v1::executor::Call,
+    update_template: mesos_executor::proto::v1::executor::Call,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let response = client()
             .post(&url)
@@ -218,41 +224,9 @@ async fn cli_waits_for_an_executor_started_by_hand() {
         subscribe: Some(Default::default()),
         ..ids(mesos_executor::proto::v1::executor::call::Type::Subscribe)
     };
-    let mut response = client()
-        .post(&url)
-        .header("Content-Type", PB)
-        .header("Accept", PB)
-        .body(prost::Message::encode_to_vec(&subscribe))
-        .send()
-        .await
-        .unwrap();
-    let mut buf = bytes::BytesMut::new();
-    let mut n = 50u8;
-    loop {
-        let Ok(Some(chunk)) = response.chunk().await else { break };
-        buf.extend_from_slice(&chunk);
-        let newline = buf.iter().position(|b| *b == b'\n').unwrap();
-        let len: usize = std::str::from_utf8(&buf[..newline]).unwrap().parse().unwrap();
-        let record = buf.split_to(newline + 1 + len).split_off(newline + 1);
-        let event: mesos_executor::proto::v1::executor::Event = prost::Message::decode(record).unwrap();
-        if let Some(launch) = &event.launch {
-            n += 1;
-            let mut update = ids(mesos_executor::proto::v1::executor::call::Type::Update);
-            update.update = Some(mesos_executor::proto::v1::executor::call::Update {
-                status: status(&launch.task.task_id.value, TaskState::TaskFinished, n),
-            });
-            client()
-                .post(&url)
-                .header("Content-Type", PB)
-                .body(prost::Message::encode_to_vec(&update))
-                .send()
-                .await
-                .unwrap();
-        }
-        if event.r#type() == event::Type::Shutdown {
-            break;
-        }
-    }
+    let update = ids(mesos_executor::proto::v1::executor::call::Type::Update);
+    let executor = scripted_executor_at(url, subscribe, update);
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    executor.abort();
     assert!(status.success(), "every expectation held: {status:?}");
 }

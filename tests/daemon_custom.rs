@@ -200,3 +200,24 @@ async fn a_kill_for_a_task_never_launched_gets_a_terminal_update() {
     let killed = d.update("ghost", TaskState::TaskKilled).await;
     assert_eq!(killed.message(), "Task is not known to this executor");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_speaks_json_when_asked() {
+    let d = start(AgentConfig::default(), &["--mode=custom", "--content_type=json"]).await;
+    d.agent.agent.launch(data_task("j1", "true"));
+    d.update("j1", TaskState::TaskFinished).await;
+    let media: Vec<String> = d
+        .agent
+        .agent
+        .transcript()
+        .iter()
+        .map(|e| e.to_json())
+        .filter(|j| j["kind"] == "call")
+        .map(|j| j["content_type"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!media.is_empty() && media.iter().all(|m| m == "application/json"), "{media:?}");
+    assert_eq!(
+        d.agent.agent.inspect(|s| s.stream.as_ref().map(|st| st.content_type)),
+        Some(mesos_executor::ContentType::Json)
+    );
+}

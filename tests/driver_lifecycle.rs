@@ -180,3 +180,101 @@ async fn pipelined_updates_of_a_task_arrive_in_order() {
         .collect();
     assert_eq!(order, (0..2000).collect::<Vec<u32>>());
 }
+
+/// Records the thread of every callback and whether two ever overlapped.
+struct Observer {
+    log: std::sync::Arc<std::sync::Mutex<Vec<(String, std::thread::ThreadId)>>>,
+    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Observer {
+    fn note(&self, what: String) {
+        assert!(!self.busy.swap(true, std::sync::atomic::Ordering::SeqCst), "two callbacks ran at once");
+        self.log.lock().unwrap().push((what, std::thread::current().id()));
+        std::thread::sleep(Duration::from_millis(2));
+        self.busy.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl mesos_executor::Executor for Observer {
+    fn registered(
+        &mut self,
+        _: &mesos_executor::DriverHandle,
+        _: &mesos_executor::proto::v1::ExecutorInfo,
+        _: &mesos_executor::proto::v1::FrameworkInfo,
+        _: &mesos_executor::proto::v1::AgentInfo,
+    ) {
+        self.note("registered".into());
+    }
+    fn launch_task(&mut self, _: &mesos_executor::DriverHandle, task: mesos_executor::proto::v1::TaskInfo) {
+        self.note(format!("launch {}", task.task_id.value));
+    }
+    fn kill_task(
+        &mut self,
+        _: &mesos_executor::DriverHandle,
+        id: mesos_executor::proto::v1::TaskId,
+        _: Option<mesos_executor::proto::v1::KillPolicy>,
+    ) {
+        self.note(format!("kill {}", id.value));
+    }
+    fn framework_message(&mut self, _: &mesos_executor::DriverHandle, data: bytes::Bytes) {
+        self.note(format!("message {}", String::from_utf8_lossy(&data)));
+    }
+    fn shutdown(&mut self, driver: &mesos_executor::DriverHandle) {
+        self.note("shutdown".into());
+        driver.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_run_one_at_a_time_on_one_thread_in_event_order() {
+    let agent = fake_agent::FakeAgent::new(AgentConfig::default()).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    agent.expect_executor(dir.path());
+    let env = mesos_executor::ExecutorEnv::from_lookup(&agent.executor_env(dir.path())).unwrap();
+    let mut config = mesos_executor::DriverConfig::new(env);
+    config.heartbeat_interval = Duration::from_secs(1);
+    let log = std::sync::Arc::default();
+    let observer = Observer { log: std::sync::Arc::clone(&log), busy: Default::default() };
+    let mut driver = mesos_executor::ExecutorDriver::new(observer, config);
+    driver.start().unwrap();
+    agent
+        .agent
+        .wait_for("subscribe", Duration::from_secs(5), |s| s.subscriptions > 0, |_| String::new())
+        .await
+        .unwrap();
+    // A burst of events: they arrive back to back and must be handled in order.
+    for i in 0..20 {
+        agent.agent.launch(task(&format!("t{i}"), "x"));
+        agent.agent.send_message(format!("m{i}").into_bytes());
+        agent.agent.kill(&format!("t{i}"), None);
+    }
+    agent.agent.shutdown();
+    let status = tokio::task::spawn_blocking(move || driver.join()).await.unwrap();
+    assert_eq!(status, DriverStatus::Stopped);
+    let log = log.lock().unwrap().clone();
+    let threads: std::collections::HashSet<_> = log.iter().map(|(_, t)| *t).collect();
+    assert_eq!(threads.len(), 1, "every callback on the driver's one thread");
+    let mut expected = vec!["registered".to_owned()];
+    for i in 0..20 {
+        expected.extend([format!("launch t{i}"), format!("message m{i}"), format!("kill t{i}")]);
+    }
+    expected.push("shutdown".to_owned());
+    assert_eq!(log.into_iter().map(|(w, _)| w).collect::<Vec<_>>(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_calls_are_sent_while_subscribed() {
+    let h = Harness::start(AgentConfig::default(), |c| c.heartbeat_interval = Duration::from_secs(1)).await;
+    h.log.wait_for("registered", Duration::from_secs(5)).await;
+    h.agent
+        .agent
+        .wait_for(
+            "a HEARTBEAT call",
+            Duration::from_secs(4),
+            |s| s.transcript.iter().any(|e| e.to_json()["type"] == "HEARTBEAT" && e.to_json()["status"] == 202),
+            |_| String::new(),
+        )
+        .await
+        .unwrap();
+}

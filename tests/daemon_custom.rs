@@ -221,3 +221,40 @@ async fn the_daemon_speaks_json_when_asked() {
         Some(mesos_executor::ContentType::Json)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_runs_as_its_commandinfo_user() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIPPED: switching users needs root");
+        return;
+    }
+    let d = custom(AgentConfig::default()).await;
+    // A real agent chowns the sandbox to the task's user; open it up instead.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&d.sandbox, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut task = data_task("as-nobody", "");
+    let command = mesos_executor::proto::v1::CommandInfo {
+        value: Some("id -un; id -G".into()),
+        user: Some("nobody".into()),
+        ..Default::default()
+    };
+    task.data = Some(mesos_executor::wire::to_json_value(&command).unwrap().to_string().into_bytes().into());
+    d.agent.agent.launch(task);
+    d.update("as-nobody", TaskState::TaskFinished).await;
+    let out = std::fs::read_to_string(d.sandbox.join("tasks/as-nobody/stdout")).unwrap();
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("nobody"));
+    let groups = lines.next().unwrap_or_default();
+    assert!(!groups.split_whitespace().any(|g| g == "0"), "root's groups were dropped: {groups}");
+
+    let mut task = data_task("as-ghost", "");
+    let command = mesos_executor::proto::v1::CommandInfo {
+        value: Some("true".into()),
+        user: Some("no-such-user-here".into()),
+        ..Default::default()
+    };
+    task.data = Some(mesos_executor::wire::to_json_value(&command).unwrap().to_string().into_bytes().into());
+    d.agent.agent.launch(task);
+    let failed = d.update("as-ghost", TaskState::TaskFailed).await;
+    assert!(failed.message().contains("no-such-user-here"), "{}", failed.message());
+}

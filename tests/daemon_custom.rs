@@ -258,3 +258,53 @@ async fn a_task_runs_as_its_commandinfo_user() {
     let failed = d.update("as-ghost", TaskState::TaskFailed).await;
     assert!(failed.message().contains("no-such-user-here"), "{}", failed.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn general_checks_report_changes_and_never_kill() {
+    let d = custom(killing_capable()).await;
+    let mut task = data_task("checked", &format!("sleep {}", unique_seconds()));
+    task.check = Some(mesos_executor::proto::v1::CheckInfo {
+        r#type: Some(mesos_executor::proto::v1::check_info::Type::Command as i32),
+        command: Some(mesos_executor::proto::v1::check_info::Command {
+            command: mesos_executor::proto::v1::CommandInfo {
+                value: Some("test -e ready || exit 7".into()),
+                ..Default::default()
+            },
+        }),
+        delay_seconds: Some(0.0),
+        interval_seconds: Some(0.05),
+        timeout_seconds: Some(2.0),
+        ..Default::default()
+    });
+    d.agent.agent.launch(task);
+    let exit_codes = |d: &Daemon| -> Vec<Option<i32>> {
+        d.updates("checked")
+            .iter()
+            .filter(|u| u.reason() == Reason::TaskCheckStatusUpdated)
+            .map(|u| u.check_status.as_ref().and_then(|c| c.command.as_ref()).and_then(|c| c.exit_code))
+            .collect()
+    };
+    for _ in 0..100 {
+        if exit_codes(&d) == [Some(7)] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(exit_codes(&d), [Some(7)], "one update for a result that does not change, and no kill");
+    std::fs::write(d.sandbox.join("ready"), b"").unwrap();
+    for _ in 0..100 {
+        if exit_codes(&d) == [Some(7), Some(0)] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(exit_codes(&d), [Some(7), Some(0)]);
+    d.agent.agent.kill("checked", None);
+    let killed = d.update("checked", TaskState::TaskKilled).await;
+    assert_eq!(
+        killed.check_status.and_then(|c| c.command).and_then(|c| c.exit_code),
+        Some(0),
+        "every update carries the latest result"
+    );
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::{probe, process::Exit};
 use crate::proto::v1::{HealthCheck, health_check};
 
 /// What a check result calls for.
@@ -69,7 +70,8 @@ pub fn seconds(value: f64) -> Duration {
     Duration::try_from_secs_f64(value).unwrap_or(Duration::ZERO)
 }
 
-/// Runs one check; `env` is the task's environment for COMMAND checks.
+/// Runs one health check; `env` is the task's environment for COMMAND checks. Healthy
+/// is: exit code 0, an HTTP status in [200, 400) (upstream), a TCP connection.
 pub async fn probe(
     check: &HealthCheck,
     env: &std::collections::BTreeMap<String, String>,
@@ -78,9 +80,26 @@ pub async fn probe(
     let timeout = seconds(check.timeout_seconds());
     let run = async {
         match check.r#type() {
-            health_check::Type::Command => command(check, env, cwd).await,
-            health_check::Type::Http => http(check).await,
-            health_check::Type::Tcp => tcp(check).await,
+            health_check::Type::Command => {
+                let info = check.command.as_ref().ok_or("COMMAND health check without a command")?;
+                match probe::command(info, env, cwd).await? {
+                    Exit::Code(0) => Ok(()),
+                    exit => Err(format!("{:?} {}", info.value(), exit.message())),
+                }
+            }
+            health_check::Type::Http => {
+                let http = check.http.as_ref().ok_or("HTTP health check without 'http'")?;
+                let status = probe::http(http.port, http.path.as_deref(), http.protocol()).await?;
+                if (200..400).contains(&status) {
+                    Ok(())
+                } else {
+                    Err(format!("GET {} answered {status}", http.path()))
+                }
+            }
+            health_check::Type::Tcp => {
+                let tcp = check.tcp.as_ref().ok_or("TCP health check without 'tcp'")?;
+                probe::tcp(tcp.port, tcp.protocol()).await
+            }
             health_check::Type::Unknown => Err("health check has no type".to_owned()),
         }
     };
@@ -88,82 +107,6 @@ pub async fn probe(
         Ok(result) => result,
         Err(_) => Err(format!("timed out after {timeout:?}")),
     }
-}
-
-async fn command(
-    check: &HealthCheck,
-    env: &std::collections::BTreeMap<String, String>,
-    cwd: &std::path::Path,
-) -> Result<(), String> {
-    let info = check.command.as_ref().ok_or("COMMAND health check without a command")?;
-    let value = info.value.clone().unwrap_or_default();
-    let mut cmd = if info.shell() {
-        let mut c = tokio::process::Command::new("/bin/sh");
-        c.arg("-c").arg(&value);
-        c
-    } else {
-        let mut c = tokio::process::Command::new(&value);
-        c.args(info.arguments.iter().skip(1));
-        c
-    };
-    cmd.env_clear().envs(env).current_dir(cwd).stdin(std::process::Stdio::null());
-    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run {value:?}: {e}"))?;
-    let pid = child.id();
-    if let Some(pid) = pid {
-        super::process::own_child(pid);
-    }
-    let status = child.wait().await;
-    if let Some(pid) = pid {
-        super::process::forget_child(pid);
-    }
-    let status = status.map_err(|e| format!("cannot wait for {value:?}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{value:?} {}", super::process::Exit::from_status(status).message()))
-    }
-}
-
-fn loopback(protocol: crate::proto::v1::network_info::Protocol) -> &'static str {
-    match protocol {
-        crate::proto::v1::network_info::Protocol::IPv6 => "::1",
-        _ => "127.0.0.1",
-    }
-}
-
-async fn tcp(check: &HealthCheck) -> Result<(), String> {
-    let tcp = check.tcp.as_ref().ok_or("TCP health check without 'tcp'")?;
-    let port = u16::try_from(tcp.port).map_err(|_| format!("port {} out of range", tcp.port))?;
-    tokio::net::TcpStream::connect((loopback(tcp.protocol()), port))
-        .await
-        .map(drop)
-        .map_err(|e| format!("connect to port {port}: {e}"))
-}
-
-async fn http(check: &HealthCheck) -> Result<(), String> {
-    use http_body_util::{BodyExt, Empty};
-    let http = check.http.as_ref().ok_or("HTTP health check without 'http'")?;
-    let port = u16::try_from(http.port).map_err(|_| format!("port {} out of range", http.port))?;
-    let host = loopback(http.protocol());
-    let stream =
-        tokio::net::TcpStream::connect((host, port)).await.map_err(|e| format!("connect to port {port}: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    let driver = tokio::spawn(connection);
-    let path = http.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".to_owned());
-    let path = if path.starts_with('/') { path } else { format!("/{path}") };
-    let request = hyper::Request::get(&path)
-        .header(hyper::header::HOST, format!("{host}:{port}"))
-        .body(Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| format!("GET {path}: {e}"))?;
-    let status = response.status().as_u16();
-    let _ = response.into_body().collect().await;
-    driver.abort();
-    // Upstream counts [200, 400) as healthy.
-    if (200..400).contains(&status) { Ok(()) } else { Err(format!("GET {path} answered {status}")) }
 }
 
 #[cfg(test)]

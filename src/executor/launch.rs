@@ -89,9 +89,6 @@ pub fn check_supported(task: &TaskInfo, command: &CommandInfo) -> Result<(), Lau
             ));
         }
     }
-    if task.check.is_some() {
-        tracing::warn!(task_id = %task.task_id.value, "TaskInfo.check (general checks) is not run by this executor");
-    }
     if let Some(env) = &command.environment {
         for var in &env.variables {
             if var.r#type() == environment::variable::Type::Secret {

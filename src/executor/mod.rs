@@ -37,9 +37,11 @@
 //! }
 //! ```
 
+pub mod check;
 pub mod command;
 pub mod health;
 pub mod launch;
+pub mod probe;
 pub mod process;
 pub mod supervisor;
 

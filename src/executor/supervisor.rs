@@ -73,6 +73,7 @@ pub(crate) enum Msg {
     Escalate { task_id: String },
     MaxCompletion { task_id: String },
     Health { task_id: String, result: Result<(), String> },
+    Check { task_id: String, status: crate::proto::v1::CheckStatusInfo },
 }
 
 struct Killing {
@@ -89,6 +90,8 @@ struct Task {
     killing: Option<Killing>,
     healthy: Option<bool>,
     tracker: Option<Tracker>,
+    /// Latest result of `TaskInfo.check`, sent with every update of the task.
+    check_status: Option<crate::proto::v1::CheckStatusInfo>,
     timers: Vec<JoinHandle<()>>,
     done: bool,
 }
@@ -181,6 +184,7 @@ impl Supervisor {
             Msg::Escalate { task_id } => self.escalate(&task_id),
             Msg::MaxCompletion { task_id } => self.kill(&task_id, Duration::ZERO, KillReason::MaxCompletion),
             Msg::Health { task_id, result } => self.health(&task_id, result),
+            Msg::Check { task_id, status } => self.checked(&task_id, status),
         }
     }
 
@@ -199,6 +203,7 @@ impl Supervisor {
             message,
             reason: reason.map(|r| r as i32),
             healthy,
+            check_status: self.tasks.get(task_id).and_then(|t| t.check_status.clone()),
             ..Default::default()
         };
         info!(task_id, state = state.as_str_name(), "status update");
@@ -368,8 +373,23 @@ impl Supervisor {
             timers.push(self.spawn_health(&id, check.clone(), spec.env.clone()));
             Tracker::new(check, Instant::now())
         });
+        if let Some(check) = &task.check {
+            timers.push(self.spawn_check(&id, check.clone(), spec.env.clone()));
+        }
+        let check_status = task.check.as_ref().and_then(super::check::empty);
         let marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
-        let task = Task { info: task, marker, group, pid, killing: None, healthy: None, tracker, timers, done: false };
+        let task = Task {
+            info: task,
+            marker,
+            group,
+            pid,
+            killing: None,
+            healthy: None,
+            tracker,
+            check_status,
+            timers,
+            done: false,
+        };
         self.tasks.insert(id, task);
         true
     }
@@ -393,6 +413,41 @@ impl Supervisor {
                 tokio::time::sleep(interval).await;
             }
         })
+    }
+
+    /// Runs the task's general check on its schedule, sending each result here.
+    fn spawn_check(
+        &self,
+        id: &str,
+        check: crate::proto::v1::CheckInfo,
+        env: std::collections::BTreeMap<String, String>,
+    ) -> JoinHandle<()> {
+        let (tx, task_id, cwd) = (self.tx.clone(), id.to_owned(), self.config.sandbox.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(health::seconds(check.delay_seconds())).await;
+            let interval = health::seconds(check.interval_seconds()).max(Duration::from_millis(10));
+            loop {
+                if let Some(status) = super::check::run(&check, &env, &cwd).await
+                    && tx.send(Msg::Check { task_id: task_id.clone(), status }).is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    }
+
+    /// A general check result: reported only when it changes (upstream); checks never
+    /// kill a task.
+    fn checked(&mut self, id: &str, status: crate::proto::v1::CheckStatusInfo) {
+        let Some(task) = self.tasks.get_mut(id) else { return };
+        if task.done || task.killing.is_some() || task.check_status.as_ref() == Some(&status) {
+            return;
+        }
+        task.check_status = Some(status);
+        let state = self.states.borrow().get(id).copied().unwrap_or(TaskState::TaskRunning);
+        let healthy = self.tasks.get(id).and_then(|t| t.healthy);
+        self.update(id, state, None, Some(Reason::TaskCheckStatusUpdated), healthy);
     }
 
     /// A health check result: report `healthy` changes, kill at the failure limit.

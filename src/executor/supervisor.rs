@@ -203,7 +203,7 @@ impl Supervisor {
             message,
             reason: reason.map(|r| r as i32),
             healthy,
-            check_status: self.tasks.get(task_id).and_then(|t| t.check_status.clone()),
+            check_status: self.tasks.get(task_id).and_then(|t| t.check_status),
             ..Default::default()
         };
         info!(task_id, state = state.as_str_name(), "status update");

@@ -197,13 +197,29 @@ impl Supervisor {
         reason: Option<Reason>,
         healthy: Option<bool>,
     ) {
+        let check_status = self.tasks.get(task_id).and_then(|t| t.check_status);
+        self.report(task_id, state, message, reason, healthy, check_status);
+    }
+
+    /// As `update`, with the check status given: TASK_STARTING goes out before the task
+    /// is registered here, and carries the empty status of its check's type (upstream
+    /// sends `check_status` on every update of a task with a check).
+    fn report(
+        &self,
+        task_id: &str,
+        state: TaskState,
+        message: Option<String>,
+        reason: Option<Reason>,
+        healthy: Option<bool>,
+        check_status: Option<crate::proto::v1::CheckStatusInfo>,
+    ) {
         let status = TaskStatus {
             task_id: TaskId { value: task_id.to_owned() },
             state: state as i32,
             message,
             reason: reason.map(|r| r as i32),
             healthy,
-            check_status: self.tasks.get(task_id).and_then(|t| t.check_status),
+            check_status,
             ..Default::default()
         };
         info!(task_id, state = state.as_str_name(), "status update");
@@ -232,7 +248,8 @@ impl Supervisor {
         }
         self.launched = true;
         let Some(prepared) = self.prepare(&task) else { return self.maybe_finish() };
-        self.update(&id, TaskState::TaskStarting, None, None, None);
+        let check = task.check.as_ref().and_then(super::check::empty);
+        self.report(&id, TaskState::TaskStarting, None, None, None, check);
         if self.start(task, prepared, None) {
             self.update(&id, TaskState::TaskRunning, None, None, None);
         }
@@ -262,8 +279,9 @@ impl Supervisor {
         self.launched = true;
         let index = self.groups.len();
         self.groups.push(ids.clone());
-        for id in &ids {
-            self.update(id, TaskState::TaskStarting, None, None, None);
+        for task in &group.tasks {
+            let check = task.check.as_ref().and_then(super::check::empty);
+            self.report(&task.task_id.value, TaskState::TaskStarting, None, None, None, check);
         }
         let started: Vec<bool> = group
             .tasks

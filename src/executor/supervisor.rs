@@ -412,20 +412,21 @@ impl Supervisor {
         true
     }
 
-    /// Runs the task's health check on its schedule, sending each result here.
-    fn spawn_health(
-        &self,
-        id: &str,
-        check: crate::proto::v1::HealthCheck,
-        env: std::collections::BTreeMap<String, String>,
-    ) -> JoinHandle<()> {
-        let (tx, task_id, cwd) = (self.tx.clone(), id.to_owned(), self.config.sandbox.clone());
+    /// Runs `probe` first after `delay`, then every `interval`, sending each message it
+    /// produces here (health checks and general checks share this schedule).
+    fn spawn_periodic<F, Fut>(&self, delay: f64, interval: f64, mut probe: F) -> JoinHandle<()>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Option<Msg>> + Send,
+    {
+        let tx = self.tx.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(health::seconds(check.delay_seconds())).await;
-            let interval = health::seconds(check.interval_seconds()).max(Duration::from_millis(10));
+            tokio::time::sleep(health::seconds(delay)).await;
+            let interval = health::seconds(interval).max(Duration::from_millis(10));
             loop {
-                let result = health::probe(&check, &env, &cwd).await;
-                if tx.send(Msg::Health { task_id: task_id.clone(), result }).is_err() {
+                if let Some(msg) = probe().await
+                    && tx.send(msg).is_err()
+                {
                     return;
                 }
                 tokio::time::sleep(interval).await;
@@ -433,25 +434,35 @@ impl Supervisor {
         })
     }
 
-    /// Runs the task's general check on its schedule, sending each result here.
+    /// Runs the task's health check on its schedule.
+    fn spawn_health(
+        &self,
+        id: &str,
+        check: crate::proto::v1::HealthCheck,
+        env: std::collections::BTreeMap<String, String>,
+    ) -> JoinHandle<()> {
+        let (task_id, cwd) = (id.to_owned(), self.config.sandbox.clone());
+        let (delay, interval) = (check.delay_seconds(), check.interval_seconds());
+        let (check, env) = (std::sync::Arc::new(check), std::sync::Arc::new(env));
+        self.spawn_periodic(delay, interval, move || {
+            let (check, env, cwd, task_id) = (check.clone(), env.clone(), cwd.clone(), task_id.clone());
+            async move { Some(Msg::Health { result: health::probe(&check, &env, &cwd).await, task_id }) }
+        })
+    }
+
+    /// Runs the task's general check on its schedule.
     fn spawn_check(
         &self,
         id: &str,
         check: crate::proto::v1::CheckInfo,
         env: std::collections::BTreeMap<String, String>,
     ) -> JoinHandle<()> {
-        let (tx, task_id, cwd) = (self.tx.clone(), id.to_owned(), self.config.sandbox.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(health::seconds(check.delay_seconds())).await;
-            let interval = health::seconds(check.interval_seconds()).max(Duration::from_millis(10));
-            loop {
-                if let Some(status) = super::check::run(&check, &env, &cwd).await
-                    && tx.send(Msg::Check { task_id: task_id.clone(), status }).is_err()
-                {
-                    return;
-                }
-                tokio::time::sleep(interval).await;
-            }
+        let (task_id, cwd) = (id.to_owned(), self.config.sandbox.clone());
+        let (delay, interval) = (check.delay_seconds(), check.interval_seconds());
+        let (check, env) = (std::sync::Arc::new(check), std::sync::Arc::new(env));
+        self.spawn_periodic(delay, interval, move || {
+            let (check, env, cwd, task_id) = (check.clone(), env.clone(), cwd.clone(), task_id.clone());
+            async move { super::check::run(&check, &env, &cwd).await.map(|status| Msg::Check { task_id, status }) }
         })
     }
 

@@ -154,7 +154,7 @@ impl Executor for Flood {
         });
     }
     fn kill_task(&mut self, _: &DriverHandle, _: TaskId, _: Option<KillPolicy>) {}
-    fn shutdown(&mut self, driver: &DriverHandle) {
+    fn shutdown(&mut self, driver: &DriverHandle, _reason: mesos_executor::ShutdownReason) {
         driver.stop();
     }
 }
@@ -189,7 +189,7 @@ async fn acknowledged_updates_per_second() {
         updates as f64 / took.as_secs_f64()
     );
     driver.abort();
-    driver.join();
+    let _ = driver.join();
 }
 
 async fn resubscription_after_agent_restart() {
@@ -231,7 +231,7 @@ async fn resubscription_after_agent_restart() {
         back.last().unwrap().as_secs_f64() * 1e3
     );
     driver.abort();
-    driver.join();
+    let _ = driver.join();
 }
 
 fn main() {

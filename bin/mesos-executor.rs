@@ -1,7 +1,6 @@
 //! `mesos-executor`: a Mesos command and task-group executor. Thin: flags and
 //! environment, logging, signals, then the driver and the task supervisor from the
-//! library. Exit status: 0 after a normal end, 1 when the agent was lost or the driver
-//! was aborted, 64 on bad configuration, 70 when the runtime cannot start.
+//! library. The exit status comes from the driver's outcome; `AFTER_HELP` lists the codes.
 
 mod trim;
 mod watchdog;
@@ -10,22 +9,41 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, ValueEnum};
 use mesos_executor::{
-    ContentType, DriverConfig, DriverStatus, ExecutorDriver, ExecutorEnv,
+    ContentType, DriverConfig, ExecutorDriver, ExecutorEnv,
     executor::{
         command::CommandExecutor,
         process,
-        supervisor::{Ending, Mode, SupervisorConfig},
+        supervisor::{Mode, SupervisorConfig},
     },
     proto::v1::CommandInfo,
     wire,
 };
-use tracing::{error, info, warn};
+use tracing::{info, warn};
+
+/// What `--help` says after the flags: what the agent must provide, and what the exit
+/// status means.
+const AFTER_HELP: &str = "\
+Environment (set by the Mesos agent):
+  required: MESOS_FRAMEWORK_ID, MESOS_EXECUTOR_ID, and MESOS_SLAVE_PID (or
+            MESOS_AGENT_ENDPOINT); MESOS_DIRECTORY or MESOS_SANDBOX for the sandbox
+  optional: MESOS_CHECKPOINT (1/0), MESOS_RECOVERY_TIMEOUT (15mins),
+            MESOS_SUBSCRIPTION_BACKOFF_MAX (2secs), MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD
+            (5secs), MESOS_EXECUTOR_AUTHENTICATION_TOKEN, MESOS_DOMAIN_SOCKET,
+            LIBPROCESS_SSL_* (https)
+
+Exit status:
+  0   normal end: the task is done (drop-in mode), SHUTDOWN from the agent, or
+      SIGTERM/SIGINT
+  1   the agent was lost, never reached, or refused us; or the shutdown grace
+      period passed
+  64  bad usage: an unknown flag, a bad flag value, or a bad MESOS_* variable
+  70  internal failure: the runtime cannot start";
 
 /// Runs Mesos tasks: a drop-in for the agent's command executor, or a framework's
 /// custom executor for commands and task groups. Every flag can also be given as the
 /// environment variable named in brackets, as stout flags can.
 #[derive(Debug, Parser)]
-#[command(name = "mesos-executor", version)]
+#[command(name = "mesos-executor", version, after_help = AFTER_HELP)]
 struct Args {
     /// Directory of Mesos helper programs. The agent passes it when it starts its
     /// command executor; its presence selects the drop-in command executor mode.
@@ -147,8 +165,23 @@ fn duration_flag(name: &str, value: &str, min: Duration) -> Result<Duration, Exi
     }
 }
 
+/// The flags, or the exit for `--help`, `--version` (0) and bad usage (64, where
+/// clap would say 2).
+fn parse_args() -> Result<Args, ExitCode> {
+    Args::try_parse().map_err(|e| {
+        let _ = e.print();
+        match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+            _ => ExitCode::from(EX_USAGE),
+        }
+    })
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     if let (Some(parent), Some(prefix)) = (args.watchdog, &args.watchdog_marker) {
         return watchdog::run(parent, prefix);
     }
@@ -156,8 +189,8 @@ fn main() -> ExitCode {
     let env = match ExecutorEnv::from_process() {
         Ok(env) => env,
         Err(e) => {
-            error!(error = %e, "bad executor environment");
-            eprintln!("mesos-executor: {e}");
+            // Once, on stderr (where the log goes too).
+            eprintln!("mesos-executor: bad executor environment: {e}");
             return ExitCode::from(EX_USAGE);
         }
     };
@@ -261,11 +294,10 @@ async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
     let mut parts = None;
     let driver = ExecutorDriver::with_handle(config, |handle| {
         let (executor, supervisor) = CommandExecutor::new(supervisor_config, handle);
-        parts = Some((executor.shutdown_trigger(), supervisor));
+        parts = Some(supervisor);
         executor
     });
-    let Some((shutdown, supervisor)) = parts else { return EX_SOFTWARE };
-    let ending = std::sync::Arc::clone(&supervisor.ending);
+    let Some(supervisor) = parts else { return EX_SOFTWARE };
     tokio::spawn(supervisor.run());
     // Once start-up is over, and now and then after bursts, give back the code pages an
     // idle executor does not touch (see trim.rs).
@@ -285,27 +317,24 @@ async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
         };
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         info!("signal received: shutting down gracefully");
-        shutdown();
+        handle.request_shutdown();
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         warn!("second signal: aborting");
         handle.abort();
     });
-    let status = match driver.run_async().await {
-        Ok(status) => status,
+    let outcome = match driver.run_async().await {
+        Ok(outcome) => outcome,
         Err(e) => {
-            error!(error = %e, "cannot start the driver");
-            eprintln!("mesos-executor: {e}");
+            // Bad TLS files or token: the environment is at fault.
+            eprintln!("mesos-executor: cannot start the driver: {e}");
             return EX_USAGE;
         }
     };
     // Give the supervisor a moment to log the last exits.
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let ending = ending.lock().map(|e| *e).unwrap_or_default();
-    info!(?status, ?ending, "executor ends");
-    match (status, ending) {
-        (DriverStatus::Stopped, Ending::Normal) => 0,
-        _ => 1,
-    }
+    let code = if outcome.is_success() { 0 } else { 1 };
+    info!(%outcome, code, "executor ends");
+    code
 }
 
 /// Serves `GET /metrics` (the optional endpoint; the metrics file is the main output).

@@ -435,14 +435,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
         }
     }
     nanos = nanos.checked_mul(factor).ok_or("too large")?;
-    // Digits past the 30th cannot change a whole nanosecond of any unit here.
+    // Digits past the 22nd are worth less than 1e-7 ns of the largest unit (a week is
+    // 6.048e14 ns), and 10^22 times a week still fits in a u128; checked all the same.
     let mut scale: u128 = 1;
     let mut frac: u128 = 0;
-    for digit in fraction.bytes().take(30) {
-        scale *= 10;
-        frac = frac * 10 + u128::from(digit - b'0');
+    for digit in fraction.bytes().take(22) {
+        scale = scale.checked_mul(10).ok_or("too large")?;
+        frac = frac.checked_mul(10).and_then(|f| f.checked_add(u128::from(digit - b'0'))).ok_or("too large")?;
     }
-    nanos += frac * factor / scale;
+    let part = frac.checked_mul(factor).ok_or("too large")? / scale;
+    nanos = nanos.checked_add(part).ok_or("too large")?;
     if nanos > i64::MAX as u128 {
         return Err("too large");
     }

@@ -36,7 +36,9 @@ pub mod metrics;
 pub mod proto;
 pub mod wire;
 
-pub use driver::{DriverConfig, DriverError, DriverHandle, DriverStatus, ExecutorDriver};
+pub use driver::{
+    DriverConfig, DriverError, DriverHandle, DriverOutcome, DriverStatus, ExecutorDriver, ShutdownReason,
+};
 pub use env::{EnvError, ExecutorEnv};
 pub use executor::Executor;
 pub use wire::{ContentType, WireError};

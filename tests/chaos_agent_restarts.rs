@@ -56,7 +56,7 @@ impl Executor for Chatty {
         });
     }
     fn kill_task(&mut self, _: &DriverHandle, _: TaskId, _: Option<KillPolicy>) {}
-    fn shutdown(&mut self, driver: &DriverHandle) {
+    fn shutdown(&mut self, driver: &DriverHandle, _reason: mesos_executor::ShutdownReason) {
         driver.stop();
     }
 }
@@ -153,7 +153,7 @@ async fn chaos_of_agent_restarts_and_lost_acknowledgements() {
     let stopping = Instant::now();
     handle.stop();
     let status = tokio::time::timeout(Duration::from_secs(35), driver).await.unwrap().unwrap();
-    assert_eq!(status, DriverStatus::Stopped);
+    assert_eq!(status.status, DriverStatus::Stopped);
     assert!(
         stopping.elapsed() < Duration::from_secs(20),
         "stop waited {:?}: acknowledgements never came",

@@ -65,7 +65,7 @@ async fn shutdown_kills_reports_and_stops_after_acknowledgements() {
     h.agent.agent.launch(task("t1", "sleep"));
     h.wait_state("t1", TaskState::TaskRunning).await;
     h.agent.agent.shutdown();
-    assert_eq!(h.join(Duration::from_secs(5)).await, DriverStatus::Stopped);
+    assert_eq!(h.join(Duration::from_secs(5)).await.status, DriverStatus::Stopped);
     assert_eq!(h.agent.agent.task_state("t1"), Some(TaskState::TaskKilled));
     assert!(h.agent.agent.inspect(|s| s.unacked.is_empty()), "stopped before the terminal update was acknowledged");
     // The handle fails fast once the driver is not running.
@@ -82,7 +82,7 @@ async fn stop_waits_for_delayed_acknowledgements() {
     h.wait_state("t1", TaskState::TaskFinished).await;
     let asked = std::time::Instant::now();
     h.handle.stop();
-    assert_eq!(h.join(Duration::from_secs(5)).await, DriverStatus::Stopped);
+    assert_eq!(h.join(Duration::from_secs(5)).await.status, DriverStatus::Stopped);
     assert!(asked.elapsed() >= Duration::from_millis(150), "stop returned after {:?}", asked.elapsed());
     assert!(h.agent.agent.inspect(|s| s.unacked.is_empty()));
 }
@@ -97,7 +97,7 @@ async fn stop_is_bounded_when_acknowledgements_never_come() {
     h.agent.agent.launch(task("t1", "finish"));
     h.wait_state("t1", TaskState::TaskFinished).await;
     h.handle.stop();
-    assert_eq!(h.join(Duration::from_secs(3)).await, DriverStatus::Stopped);
+    assert_eq!(h.join(Duration::from_secs(3)).await.status, DriverStatus::Stopped);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +109,7 @@ async fn abort_ends_at_once_and_invalid_updates_fail_fast() {
     let nameless = update(&task("", "").task_id, TaskState::TaskRunning);
     assert!(matches!(h.handle.send_status_update(nameless), Err(DriverError::InvalidUpdate { .. })));
     h.handle.abort();
-    assert_eq!(h.join(Duration::from_secs(3)).await, DriverStatus::Aborted);
+    assert_eq!(h.join(Duration::from_secs(3)).await.status, DriverStatus::Aborted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +142,7 @@ async fn a_wrong_token_is_fatal_with_a_clear_error() {
         c.env.auth_token = Some(mesos_executor::env::Secret::new("a-wrong-token"));
     })
     .await;
-    assert_eq!(h.join(Duration::from_secs(5)).await, DriverStatus::Stopped);
+    assert_eq!(h.join(Duration::from_secs(5)).await.status, DriverStatus::Stopped);
     assert!(h.log.contains("error the agent answered '401 Unauthorized' to SUBSCRIBE"), "{:?}", h.log.lines());
     assert!(h.log.contains("shutdown"));
 }
@@ -220,7 +220,7 @@ impl mesos_executor::Executor for Observer {
     fn framework_message(&mut self, _: &mesos_executor::DriverHandle, data: bytes::Bytes) {
         self.note(format!("message {}", String::from_utf8_lossy(&data)));
     }
-    fn shutdown(&mut self, driver: &mesos_executor::DriverHandle) {
+    fn shutdown(&mut self, driver: &mesos_executor::DriverHandle, _reason: mesos_executor::ShutdownReason) {
         self.note("shutdown".into());
         driver.stop();
     }
@@ -251,7 +251,7 @@ async fn callbacks_run_one_at_a_time_on_one_thread_in_event_order() {
     }
     agent.agent.shutdown();
     let status = tokio::task::spawn_blocking(move || driver.join()).await.unwrap();
-    assert_eq!(status, DriverStatus::Stopped);
+    assert_eq!(status.status, DriverStatus::Stopped);
     let log = log.lock().unwrap().clone();
     let threads: std::collections::HashSet<_> = log.iter().map(|(_, t)| *t).collect();
     assert_eq!(threads.len(), 1, "every callback on the driver's one thread");

@@ -81,7 +81,7 @@ async fn without_checkpointing_a_disconnection_shuts_down() {
     h.log.wait_for("registered", Duration::from_secs(5)).await;
     let agent = h.agent.agent.clone();
     tokio::spawn(async move { agent.restart(Duration::from_secs(2), Duration::from_millis(10)).await });
-    assert_eq!(h.join(Duration::from_secs(5)).await, DriverStatus::Stopped);
+    assert_eq!(h.join(Duration::from_secs(5)).await.status, DriverStatus::Stopped);
     let lines = h.log.lines();
     let disconnected = lines.iter().position(|l| l == "disconnected").expect("disconnected");
     let shutdown = lines.iter().position(|l| l == "shutdown").expect("shutdown");
@@ -96,7 +96,7 @@ async fn checkpointing_executor_gives_up_at_the_recovery_timeout() {
     let agent = h.agent.agent.clone();
     let down = std::time::Instant::now();
     tokio::spawn(async move { agent.restart(Duration::from_secs(5), Duration::from_millis(10)).await });
-    assert_eq!(h.join(Duration::from_secs(4)).await, DriverStatus::Stopped);
+    assert_eq!(h.join(Duration::from_secs(4)).await.status, DriverStatus::Stopped);
     let gave_up_after = down.elapsed();
     assert!(gave_up_after >= Duration::from_millis(350), "gave up after {gave_up_after:?}");
     assert!(h.log.contains("shutdown") && !h.log.contains("reregistered"), "{:?}", h.log.lines());
@@ -166,7 +166,7 @@ async fn not_found_and_server_errors_are_retried_forbidden_is_not() {
     }
     h.agent.agent.inject(Fault::Answer { status: 403, count: 1000 });
     h.agent.agent.inject(Fault::ResetStream);
-    assert_eq!(h.join(Duration::from_secs(5)).await, DriverStatus::Stopped);
+    assert_eq!(h.join(Duration::from_secs(5)).await.status, DriverStatus::Stopped);
     assert!(
         h.log.contains("error the agent answered '403 Forbidden' to SUBSCRIBE: fault injected: 403"),
         "{:?}",

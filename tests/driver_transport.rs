@@ -70,7 +70,7 @@ async fn client_certificate_from_the_environment() {
 
     // Without the client certificate the agent refuses the handshake.
     let mut h = Harness::start(AgentConfig { tls: Some(tls), ..AgentConfig::default() }, |_| {}).await;
-    assert_eq!(h.join(Duration::from_secs(5)).await, DriverStatus::Stopped);
+    assert_eq!(h.join(Duration::from_secs(5)).await.status, DriverStatus::Stopped);
     let error = h.log.lines().into_iter().find(|l| l.starts_with("error")).expect("an error callback");
     assert!(error.contains("TLS") && error.contains("CertificateRequired"), "{error}");
 }
@@ -98,7 +98,7 @@ async fn a_wrong_ca_fails_with_a_clear_error() {
         c.env.tls.ca_file = Some(other_ca);
     })
     .await;
-    assert_eq!(h.join(Duration::from_secs(5)).await, DriverStatus::Stopped);
+    assert_eq!(h.join(Duration::from_secs(5)).await.status, DriverStatus::Stopped);
     let lines = h.log.lines();
     let error = lines.iter().find(|l| l.starts_with("error")).expect("an error callback");
     assert!(error.contains("TLS") && error.contains("UnknownIssuer"), "{error}");

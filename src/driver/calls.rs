@@ -1,6 +1,5 @@
-//! The calls the driver sends, and the pump that POSTs them one after another on the
-//! keep-alive connection: in order, retried while the agent cannot take them yet
-//! (503 during its recovery, a broken connection), skipped once acknowledged.
+//! The calls the driver sends, and the [`Pump`] that hands them to the
+//! [`outbox`](super::outbox) task of the current subscription.
 
 use std::{
     collections::HashSet,
@@ -74,7 +73,7 @@ pub(crate) struct Refused {
 /// Uuids of updates not acknowledged yet, shared with the pump.
 pub(crate) type PendingSet = Arc<Mutex<HashSet<Bytes>>>;
 
-/// The task that POSTs calls in order ([`super::pipeline`]).
+/// The task that POSTs calls in order ([`super::outbox`]); dropping it ends the task.
 pub(crate) struct Pump {
     queue: mpsc::UnboundedSender<Outgoing>,
     pub refused: mpsc::UnboundedReceiver<Refused>,
@@ -82,10 +81,15 @@ pub(crate) struct Pump {
 }
 
 impl Pump {
-    pub fn start(endpoint: Endpoint, pending: PendingSet, metrics: crate::metrics::Metrics) -> Self {
+    pub fn start(
+        endpoint: Endpoint,
+        pending: PendingSet,
+        metrics: crate::metrics::Metrics,
+        call_timeout: std::time::Duration,
+    ) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let (refused_tx, refused) = mpsc::unbounded_channel();
-        let task = tokio::spawn(super::pipeline::run(endpoint, rx, refused_tx, pending, metrics));
+        let task = tokio::spawn(super::outbox::run(endpoint, rx, refused_tx, pending, metrics, call_timeout));
         Pump { queue, refused, task }
     }
 

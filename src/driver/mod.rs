@@ -4,15 +4,18 @@
 //!
 //! Lifecycle as upstream: [`ExecutorDriver::start`], [`stop`](ExecutorDriver::stop),
 //! [`abort`](ExecutorDriver::abort), [`join`](ExecutorDriver::join),
-//! [`run`](ExecutorDriver::run). Recovery rules are in [`subscription`].
+//! [`run`](ExecutorDriver::run). The rules for connecting, recovering and ending are a
+//! pure state machine in `lifecycle.rs` (see its docs); `session.rs` performs what it
+//! decides; `outbox.rs` POSTs calls; [`transport`] is the HTTP underneath.
 
 mod acks;
 pub mod backoff;
 mod calls;
-mod pipeline;
+mod lifecycle;
+mod outbox;
+mod outcome;
 pub mod recordio;
 mod session;
-pub mod subscription;
 pub mod tls;
 pub mod transport;
 
@@ -29,6 +32,7 @@ use tokio::sync::mpsc;
 
 pub use self::{
     backoff::{BackoffError, RetryBackoff},
+    outcome::{DriverOutcome, ShutdownReason},
     recordio::{RecordIoCodec, RecordIoError},
     transport::TransportError,
 };
@@ -87,9 +91,6 @@ pub enum DriverError {
     /// The endpoint cannot be set up (TLS settings, token).
     #[error(transparent)]
     Transport(#[from] TransportError),
-    /// Retry settings are inconsistent.
-    #[error(transparent)]
-    Backoff(#[from] BackoffError),
     /// The driver thread or its runtime could not be created.
     #[error("cannot start the driver thread: {0}")]
     Spawn(#[source] std::io::Error),
@@ -102,13 +103,19 @@ pub struct DriverConfig {
     pub env: ExecutorEnv,
     /// Encoding of calls and events (protobuf by default, as upstream).
     pub content_type: ContentType,
-    /// First non-zero delay between resubscription attempts.
-    pub initial_retry_interval: Duration,
-    /// Longest delay between attempts; the effective cap is also at most
-    /// `MESOS_SUBSCRIPTION_BACKOFF_MAX`. Small by default (30 ms): the agent is local,
-    /// refused connections cost nothing, and the executor must be back within the
-    /// agent's re-registration window.
+    /// Longest delay between subscription attempts (default 450 ms); the effective cap
+    /// is also at most `MESOS_SUBSCRIPTION_BACKOFF_MAX`, but never below the 334 ms
+    /// spacing that keeps attempts at 4 a second or fewer (see [`backoff`]). Short, so
+    /// the executor is back within moments of the agent's return, well inside its
+    /// re-registration window.
     pub retry_interval_cap: Duration,
+    /// Longest one SUBSCRIBE attempt may take, from name resolution to the response
+    /// head (default 10 s); with checkpointing never past the recovery deadline. Without
+    /// checkpointing this is the connect timeout of the one attempt upstream makes.
+    pub attempt_timeout: Duration,
+    /// Longest one call (UPDATE, MESSAGE) may take, connection and whole answer
+    /// included (default 10 s); then it is sent again on a new connection.
+    pub call_timeout: Duration,
     /// How long [`DriverHandle::stop`] waits for outstanding acknowledgements
     /// (upstream built-in executors wait 60 s for the terminal update's).
     pub stop_timeout: Duration,
@@ -136,8 +143,9 @@ impl DriverConfig {
     pub fn new(env: ExecutorEnv) -> Self {
         DriverConfig {
             content_type: ContentType::Protobuf,
-            initial_retry_interval: Duration::from_millis(2),
-            retry_interval_cap: Duration::from_millis(30),
+            retry_interval_cap: Duration::from_millis(450),
+            attempt_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(60),
             resend_after: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(30 * 60),
@@ -166,6 +174,7 @@ pub(crate) enum Command {
     Update(Box<TaskStatus>),
     Message(Bytes),
     Stop,
+    Shutdown,
     Abort,
 }
 
@@ -223,6 +232,14 @@ impl DriverHandle {
         status
     }
 
+    /// Asks for the executor to be shut down, as a SHUTDOWN from the agent would: the
+    /// driver calls [`Executor::shutdown`] with [`ShutdownReason::Requested`] (once in a
+    /// driver's life, whoever asks first) and ends itself if the executor has not stopped
+    /// it within `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD`. For signal handlers.
+    pub fn request_shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown);
+    }
+
     /// Ends the driver at once, without waiting for acknowledgements.
     pub fn abort(&self) -> DriverStatus {
         let status = self.status();
@@ -257,7 +274,7 @@ pub struct ExecutorDriver<E: Executor> {
     config: DriverConfig,
     handle: DriverHandle,
     commands: Option<mpsc::UnboundedReceiver<Command>>,
-    thread: Option<std::thread::JoinHandle<DriverStatus>>,
+    thread: Option<std::thread::JoinHandle<DriverOutcome>>,
 }
 
 impl<E: Executor> ExecutorDriver<E> {
@@ -309,7 +326,7 @@ impl<E: Executor> ExecutorDriver<E> {
     /// Starts the driver on a thread of its own (a single-threaded tokio runtime).
     ///
     /// # Errors
-    /// Already started, bad TLS or retry settings, or the thread cannot be created.
+    /// Already started, bad TLS settings, or the thread cannot be created.
     pub fn start(&mut self) -> Result<DriverStatus, DriverError> {
         let session = self.prepare()?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(DriverError::Spawn)?;
@@ -317,9 +334,9 @@ impl<E: Executor> ExecutorDriver<E> {
         let thread = std::thread::Builder::new()
             .name("mesos-executor-driver".to_owned())
             .spawn(move || {
-                let status = runtime.block_on(session.run());
-                handle.set_status(status);
-                status
+                let outcome = runtime.block_on(session.run());
+                handle.set_status(outcome.status);
+                outcome
             })
             .map_err(DriverError::Spawn)?;
         self.thread = Some(thread);
@@ -330,12 +347,12 @@ impl<E: Executor> ExecutorDriver<E> {
     /// this task.
     ///
     /// # Errors
-    /// Already started, or bad TLS or retry settings.
-    pub async fn run_async(mut self) -> Result<DriverStatus, DriverError> {
+    /// Already started, or bad TLS settings.
+    pub async fn run_async(mut self) -> Result<DriverOutcome, DriverError> {
         let session = self.prepare()?;
-        let status = session.run().await;
-        self.handle.set_status(status);
-        Ok(status)
+        let outcome = session.run().await;
+        self.handle.set_status(outcome.status);
+        Ok(outcome)
     }
 
     /// Asks the driver to stop gracefully (see [`DriverHandle::stop`]).
@@ -348,11 +365,11 @@ impl<E: Executor> ExecutorDriver<E> {
         self.handle.abort()
     }
 
-    /// Waits for the driver thread to end and returns the final status.
-    pub fn join(&mut self) -> DriverStatus {
+    /// Waits for the driver thread to end and returns how it ended.
+    pub fn join(&mut self) -> DriverOutcome {
         match self.thread.take() {
-            Some(thread) => thread.join().unwrap_or(DriverStatus::Aborted),
-            None => self.status(),
+            Some(thread) => thread.join().unwrap_or(DriverOutcome { status: DriverStatus::Aborted, reason: None }),
+            None => DriverOutcome { status: self.status(), reason: None },
         }
     }
 
@@ -360,7 +377,7 @@ impl<E: Executor> ExecutorDriver<E> {
     ///
     /// # Errors
     /// As [`ExecutorDriver::start`].
-    pub fn run(mut self) -> Result<DriverStatus, DriverError> {
+    pub fn run(mut self) -> Result<DriverOutcome, DriverError> {
         self.start()?;
         Ok(self.join())
     }

@@ -1,25 +1,28 @@
-//! The driver task: subscribes, reads and dispatches events one at a time, sends calls
-//! through the [`Pump`], keeps unacknowledged updates, and follows the [`Recovery`]
-//! rules when the connection fails. Everything here runs on one task, so the executor's
-//! callbacks never run concurrently.
+//! The driver task: the shell around the [`Lifecycle`]. It turns what happens (an
+//! attempt's answer, a record on the stream, a command from a handle, a deadline) into
+//! inputs, and performs the actions the lifecycle returns: start or drop a SUBSCRIBE,
+//! call the executor, end. It also owns the unacknowledged updates and the
+//! [`Pump`] of the live subscription. Everything runs on this one task, so the
+//! executor's callbacks never run concurrently.
 
-use std::time::Duration;
+use std::{future::Future, pin::Pin, time::Duration};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::{
     sync::mpsc,
-    time::{Instant, sleep_until},
+    time::{Instant, Interval, sleep_until},
 };
 use tracing::{debug, error, info, warn};
 
 use super::{
-    Command, DriverConfig, DriverError, DriverHandle, DriverStatus,
+    Command, DriverConfig, DriverError, DriverHandle,
     acks::{Acked, Unacked},
     backoff::RetryBackoff,
     calls::{self, Outgoing, PendingSet, Pump, Refused},
-    subscription::{Next, Recovery},
-    transport::{Endpoint, EventStream},
+    lifecycle::{Action, Input, Lifecycle, Rules},
+    outcome::DriverOutcome,
+    transport::{Endpoint, EventStream, TransportError},
 };
 use crate::{
     executor::Executor,
@@ -30,10 +33,51 @@ use crate::{
     wire,
 };
 
-/// How a subscribed session ended.
-enum Ended {
-    Disconnected(String),
-    Exit(DriverStatus),
+type Attempt = Pin<Box<dyn Future<Output = Result<EventStream, TransportError>> + Send>>;
+
+/// The connection to the agent, as far as the shell holds one.
+enum Link {
+    Down,
+    /// A SUBSCRIBE in flight, and the updates it carries.
+    Attempt {
+        attempt: Attempt,
+        included: Vec<Bytes>,
+    },
+    /// A live subscription.
+    Live(Box<Live>),
+}
+
+struct Live {
+    stream: EventStream,
+    pump: Pump,
+    resend: Interval,
+    heartbeat: Interval,
+}
+
+/// What the link produced.
+enum LinkEvent {
+    Attempt(Result<EventStream, TransportError>),
+    Frame(Option<Result<Bytes, super::RecordIoError>>),
+    Refused(Refused),
+    Resend,
+    Heartbeat,
+}
+
+impl Link {
+    /// The next thing the link produces. Cancel-safe: the attempt is polled in place,
+    /// and the stream, channel and intervals are cancel-safe.
+    async fn next(&mut self) -> LinkEvent {
+        match self {
+            Link::Down => std::future::pending().await,
+            Link::Attempt { attempt, .. } => LinkEvent::Attempt(attempt.as_mut().await),
+            Link::Live(live) => tokio::select! {
+                frame = live.stream.frames.next() => LinkEvent::Frame(frame),
+                Some(refused) = live.pump.refused.recv() => LinkEvent::Refused(refused),
+                _ = live.resend.tick() => LinkEvent::Resend,
+                _ = live.heartbeat.tick() => LinkEvent::Heartbeat,
+            },
+        }
+    }
 }
 
 pub(crate) struct Session<E> {
@@ -42,14 +86,14 @@ pub(crate) struct Session<E> {
     handle: DriverHandle,
     commands: mpsc::UnboundedReceiver<Command>,
     endpoint: Endpoint,
+    lifecycle: Lifecycle,
+    link: Link,
     unacked: Unacked,
+    /// Uuids of unacknowledged updates, shared with the outbox so it skips acknowledged ones.
     pending: PendingSet,
-    recovery: Recovery,
     agent_id: Option<AgentId>,
+    /// Whether a SUBSCRIBED event arrived (the next one is a re-registration).
     registered: bool,
-    stop_deadline: Option<Instant>,
-    shutdown_deadline: Option<Instant>,
-    gave_up: bool,
 }
 
 fn std_now() -> std::time::Instant {
@@ -64,27 +108,30 @@ impl<E: Executor> Session<E> {
         commands: mpsc::UnboundedReceiver<Command>,
     ) -> Result<Self, DriverError> {
         let endpoint = Endpoint::new(&config.env, config.content_type, config.keepalive_idle)?;
-        let cap = config.retry_interval_cap.min(config.env.subscription_backoff_max).max(Duration::from_millis(1));
-        let backoff = RetryBackoff::new(config.initial_retry_interval.min(cap), cap)?;
-        let recovery = Recovery::new(config.env.checkpoint, config.env.recovery_timeout, backoff);
+        let backoff = RetryBackoff::for_agent(config.env.subscription_backoff_max, config.retry_interval_cap);
+        let rules = Rules {
+            checkpoint: config.env.checkpoint,
+            recovery_timeout: config.env.recovery_timeout,
+            attempt_timeout: config.attempt_timeout,
+            shutdown_grace: config.env.shutdown_grace_period,
+            stop_timeout: config.stop_timeout,
+        };
         Ok(Session {
             executor,
             config,
             handle,
             commands,
             endpoint,
+            lifecycle: Lifecycle::new(rules, backoff),
+            link: Link::Down,
             unacked: Unacked::default(),
             pending: PendingSet::default(),
-            recovery,
             agent_id: None,
             registered: false,
-            stop_deadline: None,
-            shutdown_deadline: None,
-            gave_up: false,
         })
     }
 
-    pub async fn run(mut self) -> DriverStatus {
+    pub async fn run(mut self) -> DriverOutcome {
         let span = tracing::info_span!(
             "executor_driver",
             framework_id = %self.config.env.framework_id,
@@ -104,230 +151,220 @@ impl<E: Executor> Session<E> {
                 stopped,
             ))
         });
-        let status = self.drive().await;
+        let outcome = self.drive().await;
+        self.link = Link::Down;
         self.config.metrics.connected.set(0);
         let _ = stop_writer.send(());
         if let Some(writer) = writer {
             let _ = writer.await;
         }
-        status
+        outcome
     }
 
-    async fn drive(&mut self) -> DriverStatus {
-        let mut delay = Duration::ZERO;
+    async fn drive(&mut self) -> DriverOutcome {
+        let mut input = Input::Start;
         loop {
-            let stream = match self.connect(delay).await {
-                Ok(stream) => stream,
-                Err(status) => return self.finish(status),
+            let actions = self.lifecycle.step(input, std_now());
+            if let Some(outcome) = self.perform(actions) {
+                self.finish(outcome);
+                return outcome;
+            }
+            // Far enough never to fire, near enough not to overflow.
+            let far = Instant::now() + Duration::from_secs(86_400 * 365);
+            let wakeup = self.lifecycle.next_wakeup().map_or(far, Instant::from_std);
+            let next = tokio::select! {
+                event = self.link.next() => self.link_event(event),
+                command = self.commands.recv() => self.command(command),
+                _ = sleep_until(wakeup) => Some(Input::Tick),
             };
-            match self.serve(stream).await {
-                Ended::Exit(status) => return self.finish(status),
-                Ended::Disconnected(reason) => {
-                    warn!(%reason, "disconnected from the agent");
+            input = next.unwrap_or(Input::Tick);
+        }
+    }
+
+    fn finish(&self, outcome: DriverOutcome) {
+        if self.unacked.is_empty() {
+            info!(%outcome, "driver ended");
+        } else {
+            warn!(unacknowledged = self.unacked.len(), %outcome, "driver ended with unacknowledged updates");
+        }
+    }
+
+    /// Performs the lifecycle's actions; `Some` when the driver is over.
+    fn perform(&mut self, actions: Vec<Action>) -> Option<DriverOutcome> {
+        for action in actions {
+            match action {
+                Action::Subscribe => self.subscribe(),
+                Action::CancelAttempt => {
+                    warn!("the agent did not answer SUBSCRIBE before its deadline; abandoning the attempt");
+                    self.config.metrics.call("SUBSCRIBE", "connection_error");
+                    self.link = Link::Down;
+                }
+                Action::NotifyDisconnected => {
                     let metrics = &self.config.metrics;
                     metrics.disconnects.inc();
                     metrics.connected.set(0);
                     metrics.flush_soon();
                     self.executor.disconnected(&self.handle);
-                    match self.recovery.disconnected(std_now()) {
-                        Next::RetryIn(d) => delay = d,
-                        Next::GiveUp(why) => self.give_up(&why),
-                    }
+                }
+                Action::NotifyError(message) => self.executor.error(&self.handle, &message),
+                Action::GaveUp { reason, why } => error!(%reason, %why, "giving up on the agent"),
+                Action::NotifyShutdown(reason) => {
+                    info!(%reason, "shutting the executor down");
+                    self.executor.shutdown(&self.handle, reason);
+                }
+                Action::End(outcome) => {
+                    self.link = Link::Down;
+                    return Some(outcome);
                 }
             }
-        }
-    }
-
-    fn finish(&self, status: DriverStatus) -> DriverStatus {
-        if !self.unacked.is_empty() {
-            warn!(unacknowledged = self.unacked.len(), ?status, "driver ended with unacknowledged updates");
-        } else {
-            info!(?status, "driver ended");
-        }
-        status
-    }
-
-    /// Earliest of the stop and shutdown deadlines.
-    fn deadline(&self) -> Instant {
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        self.stop_deadline.into_iter().chain(self.shutdown_deadline).min().unwrap_or(far)
-    }
-
-    fn deadline_passed(&self) -> Option<DriverStatus> {
-        let now = Instant::now();
-        if self.shutdown_deadline.is_some_and(|d| now >= d) {
-            warn!("the shutdown grace period passed before the executor stopped the driver; ending it");
-            return Some(DriverStatus::Aborted);
-        }
-        if self.stop_deadline.is_some_and(|d| now >= d) {
-            warn!(unacknowledged = self.unacked.len(), "stop timeout passed with updates still unacknowledged");
-            return Some(DriverStatus::Stopped);
         }
         None
     }
 
-    fn give_up(&mut self, why: &str) {
-        error!(reason = %why, "giving up on the agent; shutting the executor down");
-        self.gave_up = true;
-        if self.shutdown_deadline.is_none() {
-            self.shutdown_deadline = Some(Instant::now() + self.config.env.shutdown_grace_period);
-        }
-        self.executor.shutdown(&self.handle);
+    /// Starts a SUBSCRIBE carrying every unacknowledged update and task.
+    fn subscribe(&mut self) {
+        let included = self.unacked.uuids();
+        self.config.metrics.subscription_attempts.inc();
+        let call = calls::subscribe(&self.config.env, self.unacked.subscribe_message());
+        let body = calls::body(&call, self.config.content_type);
+        debug!(
+            unacknowledged_updates = included.len(),
+            unacknowledged_tasks = self.unacked.task_count(),
+            resubscribe = self.lifecycle.ever_subscribed(),
+            "subscribing"
+        );
+        let endpoint = self.endpoint.clone();
+        let max_record_len = self.config.max_record_len;
+        let attempt = Box::pin(async move { endpoint.subscribe(body, max_record_len).await });
+        self.link = Link::Attempt { attempt, included };
     }
 
-    /// Waits `delay` then subscribes, retrying as [`Recovery`] says, while handling
-    /// commands. `Err` when the driver must end.
-    async fn connect(&mut self, mut delay: Duration) -> Result<EventStream, DriverStatus> {
-        loop {
-            let until = Instant::now() + delay;
-            loop {
-                if self.gave_up && self.stop_deadline.is_some() {
-                    return Err(DriverStatus::Stopped);
-                }
-                let deadline = self.deadline();
-                tokio::select! {
-                    _ = sleep_until(until), if !self.gave_up => break,
-                    command = self.commands.recv() => if let Some(status) = self.command(command, None) {
-                        return Err(status);
-                    },
-                    _ = sleep_until(deadline) => if let Some(status) = self.deadline_passed() {
-                        return Err(status);
-                    },
+    fn link_event(&mut self, event: LinkEvent) -> Option<Input> {
+        match event {
+            LinkEvent::Attempt(result) => Some(self.attempt_answered(result)),
+            LinkEvent::Frame(Some(Ok(record))) => {
+                let media = match &self.link {
+                    Link::Live(live) => live.stream.media,
+                    _ => self.config.content_type,
+                };
+                match wire::decode::<Event>(&record, media) {
+                    Ok(event) => self.event(event),
+                    Err(e) => {
+                        let message = format!("malformed event from the agent: {e}");
+                        error!(%message);
+                        self.executor.error(&self.handle, &message);
+                        Some(self.lost(message))
+                    }
                 }
             }
-            let included = self.unacked.uuids();
-            let metrics = &self.config.metrics;
-            metrics.subscription_attempts.inc();
-            let call = calls::subscribe(&self.config.env, self.unacked.subscribe_message());
-            let body = calls::body(&call, self.config.content_type);
-            debug!(
-                unacknowledged_updates = included.len(),
-                unacknowledged_tasks = self.unacked.task_count(),
-                "subscribing"
-            );
-            let endpoint = self.endpoint.clone();
-            let max_record_len = self.config.max_record_len;
-            let attempt = endpoint.subscribe(body, max_record_len);
-            tokio::pin!(attempt);
-            let result = loop {
-                let deadline = self.deadline();
-                tokio::select! {
-                    result = &mut attempt => break result,
-                    command = self.commands.recv() => if let Some(status) = self.command(command, None) {
-                        return Err(status);
-                    },
-                    _ = sleep_until(deadline) => if let Some(status) = self.deadline_passed() {
-                        return Err(status);
-                    },
+            LinkEvent::Frame(Some(Err(e))) => Some(self.lost(format!("the event stream is broken: {e}"))),
+            LinkEvent::Frame(None) => Some(self.lost("the agent closed the event stream (end of file)".to_owned())),
+            LinkEvent::Refused(refused) => {
+                self.refused(refused);
+                None
+            }
+            LinkEvent::Resend => {
+                let due = self.unacked.due_for_resend(std_now(), self.config.resend_after);
+                if !due.is_empty() {
+                    debug!(updates = due.len(), "resending unacknowledged updates");
                 }
-            };
-            match result {
-                Ok(stream) => {
-                    let now = std_now();
-                    let metrics = &self.config.metrics;
-                    metrics.call("SUBSCRIBE", "accepted");
-                    metrics.subscriptions.inc();
-                    metrics.connected.set(1);
-                    for uuid in &included {
-                        if self.unacked.get(uuid).is_some_and(|u| u.sends > 0) {
-                            metrics.updates_resent.inc();
-                        }
-                        self.unacked.mark_sent(uuid, now);
-                    }
-                    metrics.flush_soon();
-                    return Ok(stream);
+                for uuid in due {
+                    self.post_update(uuid);
                 }
-                Err(error) => {
-                    let outcome = match (error.status(), error.is_retryable()) {
-                        (None, _) => "connection_error",
-                        (Some(_), true) => "retried",
-                        (Some(_), false) => "refused",
-                    };
-                    self.config.metrics.call("SUBSCRIBE", outcome);
-                    match self.recovery.failed(std_now(), error.is_retryable()) {
-                        Next::RetryIn(d) => {
-                            debug!(%error, retry_in = ?d, "subscription attempt failed");
-                            delay = d;
-                        }
-                        Next::GiveUp(why) => {
-                            self.executor.error(&self.handle, &error.to_string());
-                            self.give_up(&format!("{why}: {error}"));
-                            delay = Duration::ZERO;
-                        }
-                    }
-                }
+                None
+            }
+            LinkEvent::Heartbeat => {
+                let body = calls::body(&calls::heartbeat(&self.config.env), self.config.content_type);
+                self.post(Outgoing { name: "HEARTBEAT", uuid: None, body });
+                None
             }
         }
     }
 
-    /// Reads and dispatches events of one subscription until it ends.
-    async fn serve(&mut self, mut stream: EventStream) -> Ended {
-        let mut pump = Pump::start(self.endpoint.clone(), self.pending.clone(), self.config.metrics.clone());
-        // Updates produced while the SUBSCRIBE was in flight were not in it.
-        for uuid in self.unacked.never_sent() {
-            self.post_update(&pump, uuid);
+    fn lost(&mut self, why: String) -> Input {
+        warn!(reason = %why, "disconnected from the agent");
+        self.link = Link::Down;
+        Input::Disconnected { why }
+    }
+
+    fn attempt_answered(&mut self, result: Result<EventStream, TransportError>) -> Input {
+        let included = match std::mem::replace(&mut self.link, Link::Down) {
+            Link::Attempt { included, .. } => included,
+            _ => Vec::new(),
+        };
+        let stream = match result {
+            Ok(stream) => stream,
+            Err(error) => {
+                let outcome = match (error.status(), error.is_retryable()) {
+                    (None, _) => "connection_error",
+                    (Some(_), true) => "retried",
+                    (Some(_), false) => "refused",
+                };
+                self.config.metrics.call("SUBSCRIBE", outcome);
+                if error.is_retryable() {
+                    debug!(%error, "subscription attempt failed");
+                } else {
+                    error!(%error, "the agent refused the subscription");
+                }
+                return Input::AttemptFailed { retryable: error.is_retryable(), error: error.to_string() };
+            }
+        };
+        let now = std_now();
+        let metrics = &self.config.metrics;
+        metrics.call("SUBSCRIBE", "accepted");
+        metrics.subscriptions.inc();
+        metrics.connected.set(1);
+        for uuid in &included {
+            if self.unacked.get(uuid).is_some_and(|u| u.sends > 0) {
+                metrics.updates_resent.inc();
+            }
+            self.unacked.mark_sent(uuid, now);
         }
+        metrics.flush_soon();
+        let pump = Pump::start(
+            self.endpoint.clone(),
+            self.pending.clone(),
+            self.config.metrics.clone(),
+            self.config.call_timeout,
+        );
         let resend_every = (self.config.resend_after / 2).max(Duration::from_millis(10));
         let mut resend = tokio::time::interval_at(Instant::now() + resend_every, resend_every);
         resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let heartbeat_every = self.config.heartbeat_interval.max(Duration::from_secs(1));
-        let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
-        loop {
-            let deadline = self.deadline();
-            tokio::select! {
-                frame = stream.frames.next() => match frame {
-                    Some(Ok(record)) => match wire::decode::<Event>(&record, stream.media) {
-                        Ok(event) => self.event(event),
-                        Err(e) => {
-                            let message = format!("malformed event from the agent: {e}");
-                            error!(%message);
-                            self.executor.error(&self.handle, &message);
-                            return Ended::Disconnected(message);
-                        }
-                    },
-                    Some(Err(e)) => return Ended::Disconnected(format!("the event stream is broken: {e}")),
-                    None => return Ended::Disconnected("the agent closed the event stream (end of file)".to_owned()),
-                },
-                command = self.commands.recv() => if let Some(status) = self.command(command, Some(&pump)) {
-                    return Ended::Exit(status);
-                },
-                Some(refused) = pump.refused.recv() => self.refused(refused),
-                _ = resend.tick() => {
-                    let due = self.unacked.due_for_resend(std_now(), self.config.resend_after);
-                    if !due.is_empty() {
-                        debug!(updates = due.len(), "resending unacknowledged updates");
-                    }
-                    for uuid in due {
-                        self.post_update(&pump, uuid);
-                    }
-                },
-                _ = heartbeat.tick() => pump.send(Outgoing {
-                    name: "HEARTBEAT",
-                    uuid: None,
-                    body: calls::body(&calls::heartbeat(&self.config.env), self.config.content_type),
-                }),
-                _ = sleep_until(deadline) => if let Some(status) = self.deadline_passed() {
-                    return Ended::Exit(status);
-                },
+        let heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
+        self.link = Link::Live(Box::new(Live { stream, pump, resend, heartbeat }));
+        // Updates produced while the SUBSCRIBE was in flight were not in it.
+        for uuid in self.unacked.never_sent() {
+            self.post_update(uuid);
+        }
+        Input::Subscribed
+    }
+
+    /// Queues a call on the live subscription; `false` when there is none.
+    fn post(&mut self, outgoing: Outgoing) -> bool {
+        match &self.link {
+            Link::Live(live) => {
+                live.pump.send(outgoing);
+                true
             }
-            if self.stop_deadline.is_some() && self.unacked.is_empty() {
-                return Ended::Exit(DriverStatus::Stopped);
-            }
+            _ => false,
         }
     }
 
-    fn post_update(&mut self, pump: &Pump, uuid: Bytes) {
+    fn post_update(&mut self, uuid: Bytes) {
         let Some(pending) = self.unacked.get(&uuid) else { return };
-        if pending.sends > 0 {
-            self.config.metrics.updates_resent.inc();
-        }
+        let resend = pending.sends > 0;
         let body = calls::body(&calls::update(&self.config.env, pending.status.clone()), self.config.content_type);
-        pump.send(Outgoing { name: "UPDATE", uuid: Some(uuid.clone()), body });
-        self.unacked.mark_sent(&uuid, std_now());
+        if self.post(Outgoing { name: "UPDATE", uuid: Some(uuid.clone()), body }) {
+            if resend {
+                self.config.metrics.updates_resent.inc();
+            }
+            self.unacked.mark_sent(&uuid, std_now());
+        }
     }
 
-    /// Handles a command from a handle; `Some` when the driver must end.
-    fn command(&mut self, command: Option<Command>, pump: Option<&Pump>) -> Option<DriverStatus> {
+    /// Handles a command from a handle.
+    fn command(&mut self, command: Option<Command>) -> Option<Input> {
         match command? {
             Command::Update(status) => {
                 let mut status = *status;
@@ -343,31 +380,24 @@ impl<E: Executor> Session<E> {
                 self.unacked.add_update(status, std_now());
                 self.config.metrics.updates_sent.inc();
                 self.config.metrics.updates_unacknowledged.set(self.unacked.len() as i64);
-                if let Some(pump) = pump {
-                    self.post_update(pump, uuid);
-                }
+                self.post_update(uuid);
                 None
             }
             Command::Message(data) => {
-                match pump {
-                    Some(pump) => pump.send(Outgoing {
-                        name: "MESSAGE",
-                        uuid: None,
-                        body: calls::body(&calls::message(&self.config.env, data), self.config.content_type),
-                    }),
-                    None => warn!("framework message dropped: not subscribed to the agent"),
+                let body = calls::body(&calls::message(&self.config.env, data), self.config.content_type);
+                if !self.post(Outgoing { name: "MESSAGE", uuid: None, body }) {
+                    warn!("framework message dropped: not subscribed to the agent");
                 }
                 None
             }
             Command::Stop => {
-                if self.gave_up || self.unacked.is_empty() {
-                    return Some(DriverStatus::Stopped);
+                if !self.unacked.is_empty() {
+                    info!(unacknowledged = self.unacked.len(), "stopping once every update is acknowledged");
                 }
-                info!(unacknowledged = self.unacked.len(), "stopping once every update is acknowledged");
-                self.stop_deadline.get_or_insert(Instant::now() + self.config.stop_timeout);
-                None
+                Some(Input::Stop { unacked: self.unacked.len() })
             }
-            Command::Abort => Some(DriverStatus::Aborted),
+            Command::Shutdown => Some(Input::ShutdownRequested),
+            Command::Abort => Some(Input::Abort),
         }
     }
 
@@ -386,8 +416,8 @@ impl<E: Executor> Session<E> {
         self.executor.error(&self.handle, &message);
     }
 
-    /// Dispatches one event to the executor.
-    fn event(&mut self, event: Event) {
+    /// Dispatches one event to the executor; some events are also lifecycle inputs.
+    fn event(&mut self, event: Event) -> Option<Input> {
         let kind = event.r#type();
         self.config.metrics.events.with_label_values(&[kind.as_str_name()]).inc();
         let handle = &self.handle;
@@ -395,7 +425,6 @@ impl<E: Executor> Session<E> {
             event::Type::Subscribed => {
                 let Some(subscribed) = event.subscribed else { return missing(kind, "subscribed") };
                 self.agent_id.clone_from(&subscribed.agent_info.id);
-                self.recovery.subscribed();
                 if self.registered {
                     info!(agent = %subscribed.agent_info.hostname, "resubscribed to the agent");
                     self.executor.reregistered(handle, &subscribed.agent_info);
@@ -444,6 +473,7 @@ impl<E: Executor> Session<E> {
                     }
                     Acked::Unknown => debug!(task_id = %ack.task_id.value, "acknowledgement for an unknown update"),
                 }
+                return Some(Input::Acknowledged { unacked: self.unacked.len() });
             }
             event::Type::Message => {
                 let Some(message) = event.message else { return missing(kind, "message") };
@@ -455,17 +485,18 @@ impl<E: Executor> Session<E> {
             }
             event::Type::Shutdown => {
                 info!("SHUTDOWN from the agent");
-                self.shutdown_deadline.get_or_insert(Instant::now() + self.config.env.shutdown_grace_period);
-                self.executor.shutdown(handle);
+                return Some(Input::AgentShutdown);
             }
             event::Type::Heartbeat => debug!("heartbeat"),
             event::Type::Unknown => {
                 warn!(raw_type = ?event.r#type, "ignoring an event of a type this executor does not know")
             }
         }
+        None
     }
 }
 
-fn missing(kind: event::Type, field: &str) {
+fn missing(kind: event::Type, field: &str) -> Option<Input> {
     error!(event = kind.as_str_name(), field, "event without its payload; ignored");
+    None
 }

@@ -1,7 +1,11 @@
-//! HTTP/1.1 to the agent. The SUBSCRIBE stream gets a connection of its own (a call
-//! queued behind it on the same connection would never be answered, reference §1.6);
-//! other calls share one keep-alive connection. TCP, the agent's unix socket, or TLS.
-//! Status codes become typed errors that know whether a retry can help.
+//! HTTP/1.1 to the agent, all of it through hyper. The SUBSCRIBE stream gets a
+//! connection of its own (a call queued behind it on the same connection would never
+//! be answered, reference §1.6); other calls share a keep-alive [`CallConnection`].
+//! TCP, the agent's unix socket, or TLS. Response heads are capped at
+//! [`MAX_HEAD`] and call bodies at [`MAX_ANSWER`]; hyper parses status lines, headers
+//! and chunk sizes with overflow checks. Status codes become typed errors that know
+//! whether a retry can help. Deadlines are the caller's: the lifecycle abandons a
+//! SUBSCRIBE at its deadline, the outbox bounds each call.
 
 use std::{io, path::PathBuf, sync::Arc, time::Duration};
 
@@ -37,9 +41,27 @@ pub enum TransportError {
         /// Why (an unknown CA, a name mismatch, ...).
         reason: String,
     },
-    /// The HTTP exchange broke (connection reset, closed mid-response).
+    /// The HTTP exchange broke (connection reset, closed mid-response) or the answer was
+    /// not HTTP we accept (a garbage status line, a head over [`MAX_HEAD`], a bad chunk
+    /// size): hyper says which.
     #[error("HTTP exchange with the agent failed: {}", error_chain(.0))]
     Http(#[from] hyper::Error),
+    /// A call's answer body was longer than [`MAX_ANSWER`] or broke off.
+    #[error("the agent's answer to {call} is unusable: {reason}")]
+    Answer {
+        /// The call type.
+        call: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// No answer within the deadline.
+    #[error("the agent did not answer {call} within {}", crate::env::format_duration(*.after))]
+    Timeout {
+        /// The call type.
+        call: &'static str,
+        /// The deadline.
+        after: Duration,
+    },
     /// The agent answered with an unexpected status.
     #[error("the agent answered '{status}' to {call}: {body}")]
     Status {
@@ -58,7 +80,10 @@ impl TransportError {
     /// 401, 403, 406, 415 (reference §7.2).
     pub fn is_retryable(&self) -> bool {
         match self {
-            TransportError::Connect { .. } | TransportError::Http(_) => true,
+            TransportError::Connect { .. }
+            | TransportError::Http(_)
+            | TransportError::Answer { .. }
+            | TransportError::Timeout { .. } => true,
             TransportError::Tls { .. } => false,
             TransportError::Status { status, .. } => status.is_server_error() || *status == StatusCode::NOT_FOUND,
         }
@@ -72,6 +97,15 @@ impl TransportError {
         }
     }
 }
+
+/// Largest response head accepted (hyper's read buffer; its minimum is 8 KiB). The
+/// agent's heads are a few hundred bytes.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Largest call answer body accepted: the agent answers calls with empty or short
+/// plain-text bodies, so anything near this is hostile or broken.
+pub const MAX_ANSWER: usize = 64 * 1024;
+/// Most headers accepted in a response head.
+const MAX_HEADERS: usize = 64;
 
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
@@ -201,33 +235,58 @@ impl Endpoint {
     /// A new HTTP/1.1 connection; its driver task ends when the connection does.
     async fn connect(&self) -> Result<(SendRequest<Full<Bytes>>, tokio::task::JoinHandle<()>), TransportError> {
         let io = self.connect_io().await?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| self.classify(e))?;
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(MAX_HEAD)
+            .max_headers(MAX_HEADERS)
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.classify(e))?;
         let task = tokio::spawn(async move {
             let _ = connection.await;
         });
         Ok((sender, task))
     }
 
-    /// Appends a POST of `body` to `out`, with the headers of [`Endpoint::request`].
-    pub fn write_request(&self, out: &mut bytes::BytesMut, body: &[u8]) {
-        use bytes::BufMut;
-        out.put_slice(b"POST ");
-        out.put_slice(self.path.as_bytes());
-        out.put_slice(b" HTTP/1.1\r\nHost: ");
-        out.put_slice(self.authority.as_bytes());
-        out.put_slice(b"\r\nContent-Type: ");
-        out.put_slice(self.media.as_str().as_bytes());
-        out.put_slice(b"\r\nAccept: ");
-        out.put_slice(self.media.as_str().as_bytes());
-        if let Some(auth) = &self.authorization {
-            out.put_slice(b"\r\nAuthorization: ");
-            out.put_slice(auth.as_bytes());
+    /// A keep-alive connection for calls other than SUBSCRIBE.
+    ///
+    /// # Errors
+    /// The connection or TLS handshake failed.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the half-made connection.
+    pub async fn open_calls(&self) -> Result<CallConnection, TransportError> {
+        let (sender, task) = self.connect().await?;
+        Ok(CallConnection { sender, task })
+    }
+
+    /// POSTs one call on `connection` and reads its whole answer (at most
+    /// [`MAX_ANSWER`] bytes of body). `Ok` for `202 Accepted`.
+    ///
+    /// # Errors
+    /// A transport failure, a malformed or oversize answer, or another status.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: the call may or may not have reached the agent. Drop the
+    /// connection after a cancelled post (an answer may still be on its way).
+    pub async fn post(
+        &self,
+        connection: &mut CallConnection,
+        call: &'static str,
+        body: Bytes,
+    ) -> Result<(), TransportError> {
+        connection.sender.ready().await.map_err(|e| self.classify(e))?;
+        let response = connection.sender.send_request(self.request(body)).await.map_err(|e| self.classify(e))?;
+        let status = response.status();
+        // Read the body to its end even for a 202, so the connection can carry the next call.
+        let body = match Limited::new(response.into_body(), MAX_ANSWER).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => return Err(TransportError::Answer { call, reason: error_chain(&*e) }),
+        };
+        if status == StatusCode::ACCEPTED {
+            return Ok(());
         }
-        out.put_slice(b"\r\nContent-Length: ");
-        out.put_slice(body.len().to_string().as_bytes());
-        out.put_slice(b"\r\n\r\n");
-        out.put_slice(body);
+        let body = String::from_utf8_lossy(&body).trim().to_owned();
+        Err(TransportError::Status { call, status, body })
     }
 
     fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
@@ -288,6 +347,25 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 
 type DataStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, io::Error>> + Send>>;
 
+/// A keep-alive HTTP/1.1 connection for calls. Dropping it closes the connection.
+pub(crate) struct CallConnection {
+    sender: SendRequest<Full<Bytes>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CallConnection {
+    /// Whether the agent closed it (the next call needs a new one).
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+impl Drop for CallConnection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The decoded event stream of one subscription. Dropping it closes the connection.
 pub(crate) struct EventStream {
     /// RecordIO records as they arrive.
@@ -304,7 +382,7 @@ impl Drop for EventStream {
 }
 
 async fn read_text(body: hyper::body::Incoming) -> String {
-    match Limited::new(body, 64 * 1024).collect().await {
+    match Limited::new(body, MAX_ANSWER).collect().await {
         Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).trim().to_owned(),
         Err(e) => format!("<unreadable body: {e}>"),
     }

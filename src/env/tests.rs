@@ -248,6 +248,11 @@ fn duration_errors() {
     assert!(parse_duration("9223372036854775808ns").is_err());
     assert!(parse_duration("16000weeks").is_err());
     assert!(parse_duration("99999999999999999999999999999999999999999secs").is_err());
+    // A fraction with many digits stays just under one unit instead of wrapping around.
+    let nines = format!("0.{}weeks", "9".repeat(30));
+    assert_eq!(parse_duration(&nines), Ok(Duration::from_secs(7 * 86_400) - Duration::from_nanos(1)));
+    let nines = format!("15250.{}weeks", "9".repeat(40));
+    assert!(parse_duration(&nines).is_err(), "just under 15251 weeks is past i64 nanoseconds");
 }
 
 #[test]

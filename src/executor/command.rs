@@ -8,10 +8,10 @@ use tracing::{info, warn};
 
 use super::{
     Executor,
-    supervisor::{Ending, Msg, Supervisor, SupervisorConfig},
+    supervisor::{Msg, Supervisor, SupervisorConfig},
 };
 use crate::{
-    DriverHandle,
+    DriverHandle, ShutdownReason,
     proto::v1::{
         AgentInfo, ExecutorInfo, FrameworkInfo, KillPolicy, TaskGroupInfo, TaskId, TaskInfo, framework_info::capability,
     },
@@ -22,12 +22,10 @@ pub struct CommandExecutor {
     tx: mpsc::UnboundedSender<Msg>,
 }
 
-/// The supervisor to run beside the driver, and what the daemon learns when it ends.
+/// The supervisor to run beside the driver.
 pub struct SupervisorTask {
     supervisor: Supervisor,
     rx: mpsc::UnboundedReceiver<Msg>,
-    /// Why the daemon is ending, read after the driver returns.
-    pub ending: std::sync::Arc<std::sync::Mutex<Ending>>,
 }
 
 impl SupervisorTask {
@@ -41,17 +39,8 @@ impl CommandExecutor {
     /// An executor and its supervisor, reporting through `driver`.
     pub fn new(config: SupervisorConfig, driver: DriverHandle) -> (Self, SupervisorTask) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let ending = std::sync::Arc::default();
-        let supervisor = Supervisor::new(driver, config, tx.clone(), std::sync::Arc::clone(&ending));
-        (CommandExecutor { tx }, SupervisorTask { supervisor, rx, ending })
-    }
-
-    /// A sender that asks for a graceful shutdown (for SIGTERM and SIGINT).
-    pub fn shutdown_trigger(&self) -> impl Fn() + Send + Sync + use<> {
-        let tx = self.tx.clone();
-        move || {
-            let _ = tx.send(Msg::Shutdown);
-        }
+        let supervisor = Supervisor::new(driver, config, tx.clone());
+        (CommandExecutor { tx }, SupervisorTask { supervisor, rx })
     }
 
     fn send(&self, msg: Msg) {
@@ -66,14 +55,6 @@ impl Executor for CommandExecutor {
         let killing_state = framework.capabilities.iter().any(|c| c.r#type() == capability::Type::TaskKillingState);
         info!(executor_id = %executor.executor_id.value, framework = %framework.name, agent = %agent.hostname, killing_state, "registered");
         self.send(Msg::Registered { killing_state });
-    }
-
-    fn reregistered(&mut self, _: &DriverHandle, _: &AgentInfo) {
-        self.send(Msg::Connection(true));
-    }
-
-    fn disconnected(&mut self, _: &DriverHandle) {
-        self.send(Msg::Connection(false));
     }
 
     fn launch_task(&mut self, _: &DriverHandle, task: TaskInfo) {
@@ -92,7 +73,8 @@ impl Executor for CommandExecutor {
         info!(bytes = data.len(), "framework message (ignored, as upstream's command executor does)");
     }
 
-    fn shutdown(&mut self, _: &DriverHandle) {
+    fn shutdown(&mut self, _: &DriverHandle, reason: ShutdownReason) {
+        info!(%reason, "shutdown");
         self.send(Msg::Shutdown);
     }
 

@@ -31,7 +31,7 @@
 //!     fn kill_task(&mut self, driver: &DriverHandle, task_id: TaskId, _policy: Option<KillPolicy>) {
 //!         let _ = driver.send_status_update(TaskStatus { task_id, state: TaskState::TaskKilled as i32, ..Default::default() });
 //!     }
-//!     fn shutdown(&mut self, driver: &DriverHandle) {
+//!     fn shutdown(&mut self, driver: &DriverHandle, _reason: mesos_executor::ShutdownReason) {
 //!         driver.stop();
 //!     }
 //! }
@@ -48,7 +48,7 @@ pub mod supervisor;
 use bytes::Bytes;
 
 use crate::{
-    driver::DriverHandle,
+    driver::{DriverHandle, ShutdownReason},
     proto::v1::{
         AgentInfo, ExecutorInfo, FrameworkInfo, KillPolicy, TaskGroupInfo, TaskId, TaskInfo, TaskState, TaskStatus,
         task_status,
@@ -109,10 +109,13 @@ pub trait Executor: Send + 'static {
         let _ = (driver, data);
     }
 
-    /// SHUTDOWN from the agent, or the driver gave up reconnecting: kill every task,
-    /// report it, then call [`DriverHandle::stop`]. If the executor has not stopped the
-    /// driver within `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD`, the driver ends itself.
-    fn shutdown(&mut self, driver: &DriverHandle);
+    /// Time to go: kill every task, report it, then call [`DriverHandle::stop`]. `reason`
+    /// says why: SHUTDOWN from the agent, the agent lost past the recovery timeout or
+    /// never reached, the agent refusing us, or our own process asking
+    /// ([`DriverHandle::request_shutdown`]). Called once in a driver's life. If the
+    /// executor has not stopped the driver within `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD`,
+    /// the driver ends itself.
+    fn shutdown(&mut self, driver: &DriverHandle, reason: ShutdownReason);
 
     /// An error: an event that could not be handled, or a call the agent refused.
     fn error(&mut self, driver: &DriverHandle, message: &str) {

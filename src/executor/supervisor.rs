@@ -68,7 +68,6 @@ pub(crate) enum Msg {
     LaunchGroup(TaskGroupInfo),
     Kill { task_id: String, policy: Option<KillPolicy> },
     Shutdown,
-    Connection(bool),
     Exited { task_id: String, exit: Result<Exit, String> },
     Escalate { task_id: String },
     MaxCompletion { task_id: String },
@@ -104,16 +103,6 @@ impl Task {
     }
 }
 
-/// Outcome the daemon reports when it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Ending {
-    /// Not ended yet, or ended normally.
-    #[default]
-    Normal,
-    /// Shut down because the agent was gone for good.
-    AgentLost,
-}
-
 pub(crate) struct Supervisor {
     driver: DriverHandle,
     config: SupervisorConfig,
@@ -122,21 +111,14 @@ pub(crate) struct Supervisor {
     groups: Vec<Vec<String>>,
     killing_state: bool,
     shutting_down: bool,
-    connected: bool,
     launched: bool,
     stopped: bool,
-    ending: std::sync::Arc<std::sync::Mutex<Ending>>,
     /// Latest state reported per task, for the tasks-by-state gauge.
     states: std::cell::RefCell<HashMap<String, TaskState>>,
 }
 
 impl Supervisor {
-    pub fn new(
-        driver: DriverHandle,
-        config: SupervisorConfig,
-        tx: mpsc::UnboundedSender<Msg>,
-        ending: std::sync::Arc<std::sync::Mutex<Ending>>,
-    ) -> Self {
+    pub fn new(driver: DriverHandle, config: SupervisorConfig, tx: mpsc::UnboundedSender<Msg>) -> Self {
         Supervisor {
             driver,
             config,
@@ -145,10 +127,8 @@ impl Supervisor {
             groups: Vec::new(),
             killing_state: false,
             shutting_down: false,
-            connected: true,
             launched: false,
             stopped: false,
-            ending,
             states: Default::default(),
         }
     }
@@ -179,7 +159,6 @@ impl Supervisor {
             Msg::LaunchGroup(group) => self.launch_group(group),
             Msg::Kill { task_id, policy } => self.kill_requested(&task_id, policy),
             Msg::Shutdown => self.shutdown(),
-            Msg::Connection(up) => self.connected = up,
             Msg::Exited { task_id, exit } => self.exited(&task_id, exit),
             Msg::Escalate { task_id } => self.escalate(&task_id),
             Msg::MaxCompletion { task_id } => self.kill(&task_id, Duration::ZERO, KillReason::MaxCompletion),
@@ -654,11 +633,6 @@ impl Supervisor {
             return;
         }
         self.shutting_down = true;
-        if !self.connected {
-            if let Ok(mut ending) = self.ending.lock() {
-                *ending = Ending::AgentLost;
-            }
-        }
         // Upstream's command executor leaves 2 s of the agent's grace period for itself;
         // with short grace periods we keep half of it for SIGTERM.
         let grace =

@@ -14,7 +14,7 @@ use std::{
 use bytes::Bytes;
 use fake_agent::{AgentConfig, FakeAgent, Listening};
 use mesos_executor::{
-    DriverConfig, DriverHandle, DriverStatus, Executor, ExecutorDriver, ExecutorEnv,
+    DriverConfig, DriverHandle, DriverOutcome, Executor, ExecutorDriver, ExecutorEnv,
     proto::v1::{
         AgentInfo, CommandInfo, ExecutorInfo, FrameworkInfo, KillPolicy, TaskId, TaskInfo, TaskState, TaskStatus,
     },
@@ -103,8 +103,9 @@ impl Executor for TestExecutor {
         reply.extend_from_slice(&data);
         driver.send_framework_message(reply).unwrap();
     }
-    fn shutdown(&mut self, driver: &DriverHandle) {
+    fn shutdown(&mut self, driver: &DriverHandle, reason: mesos_executor::ShutdownReason) {
         self.log.push("shutdown");
+        self.log.push(format!("reason {reason:?}"));
         for id in self.running.drain() {
             let _ = driver.send_status_update(update(&TaskId { value: id }, TaskState::TaskKilled));
         }
@@ -130,7 +131,7 @@ pub struct Harness {
     pub agent: Listening,
     pub log: Log,
     pub handle: DriverHandle,
-    driver: Option<tokio::task::JoinHandle<DriverStatus>>,
+    driver: Option<tokio::task::JoinHandle<DriverOutcome>>,
     _sandbox: tempfile::TempDir,
 }
 
@@ -151,8 +152,8 @@ impl Harness {
         Harness { agent, log, handle, driver: Some(driver), _sandbox: sandbox }
     }
 
-    /// Waits for the driver to end and returns its final status.
-    pub async fn join(&mut self, timeout: Duration) -> DriverStatus {
+    /// Waits for the driver to end and returns how it ended.
+    pub async fn join(&mut self, timeout: Duration) -> DriverOutcome {
         let driver = self.driver.take().expect("joined once");
         tokio::time::timeout(timeout, driver).await.expect("driver ended in time").unwrap()
     }

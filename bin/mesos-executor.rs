@@ -282,6 +282,9 @@ fn main() -> ExitCode {
         }
         run(config, supervisor_config).await
     });
+    // A name lookup abandoned at its deadline may still hold a blocking thread; the
+    // exit must not wait for it.
+    runtime.shutdown_background();
     // Whatever happened, leave no task process behind.
     let killed = process::kill_marked_with_prefix(&format!("{nonce}/"));
     if killed > 0 {

@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`server`]: the listener and [`FakeAgent`]/[`Listening`].
 //! - [`http`]: routing and status codes in upstream order.
+//! - [`bad_http`]: malformed HTTP answers on demand (a fault).
 //! - [`validate`]: call decoding and validation, independent of the library's driver.
 //! - [`agent`]: the agent's state machine: subscriptions, tasks, acks, restarts, faults.
 //! - [`stream`]: the chunked RecordIO event stream body.
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod bad_http;
 pub mod config;
 pub mod http;
 pub mod process;
@@ -25,6 +27,6 @@ pub mod stream;
 pub mod transcript;
 pub mod validate;
 
-pub use agent::{Agent, ExecutorState, Fault, Phase, UpdateOutcome, WaitTimeout};
+pub use agent::{Agent, BadHttp, ExecutorState, Fault, HttpTarget, Phase, UpdateOutcome, WaitTimeout};
 pub use config::{AckPolicy, AgentConfig};
 pub use server::{FakeAgent, Listening};

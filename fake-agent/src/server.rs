@@ -2,7 +2,17 @@
 //! connections, and when the agent "restarts" drops every connection and the listener
 //! itself, then binds the same port again.
 
-use std::{collections::BTreeMap, io, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    io,
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
@@ -286,11 +296,50 @@ async fn connection(
     incarnation: CancellationToken,
     shutdown: CancellationToken,
 ) {
-    let service = service_fn(move |request| handle(agent.clone(), request, via));
+    let io: Box<dyn Io> = if agent.inspect(|s| s.bad_http.is_some()) {
+        let intercepted = tokio::select! {
+            intercepted = crate::bad_http::intercept(&agent, io) => intercepted,
+            _ = incarnation.cancelled() => return,
+            _ = shutdown.cancelled() => return,
+        };
+        match intercepted {
+            crate::bad_http::Intercepted::Served => return,
+            crate::bad_http::Intercepted::Pass(io) => Box::new(io),
+        }
+    } else {
+        io
+    };
+    // Arming a malformed-HTTP fault for calls closes the keep-alive connections that
+    // carry calls (not the event stream), so that the next call comes on a new one.
+    let calls_reset = agent.inspect(|s| s.calls_reset.clone());
+    let streams = Arc::new(AtomicBool::new(false));
+    let marker = Arc::clone(&streams);
+    let service = service_fn(move |request| {
+        let (agent, marker) = (agent.clone(), Arc::clone(&marker));
+        async move {
+            let response = handle(agent, request, via).await;
+            if let Ok(r) = &response
+                && matches!(r.body(), http_body_util::Either::Left(_))
+            {
+                marker.store(true, Ordering::Relaxed);
+            }
+            response
+        }
+    });
     let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(io), service);
-    tokio::select! {
-        _ = conn => {}
-        _ = incarnation.cancelled() => {}
-        _ = shutdown.cancelled() => {}
+    tokio::pin!(conn);
+    let mut reset_seen = false;
+    loop {
+        tokio::select! {
+            _ = &mut conn => return,
+            _ = incarnation.cancelled() => return,
+            _ = shutdown.cancelled() => return,
+            _ = calls_reset.cancelled(), if !reset_seen => {
+                if !streams.load(Ordering::Relaxed) {
+                    return;
+                }
+                reset_seen = true;
+            }
+        }
     }
 }

@@ -336,6 +336,9 @@ impl<E: Executor> ExecutorDriver<E> {
             .spawn(move || {
                 let outcome = runtime.block_on(session.run());
                 handle.set_status(outcome.status);
+                // A name lookup abandoned at its deadline may still be running on a
+                // blocking thread: do not wait for it.
+                runtime.shutdown_background();
                 outcome
             })
             .map_err(DriverError::Spawn)?;

@@ -33,7 +33,10 @@ use crate::{
     wire,
 };
 
-type Attempt = Pin<Box<dyn Future<Output = Result<EventStream, TransportError>> + Send>>;
+/// A SUBSCRIBE attempt: the stream and its first record, the proof that the agent
+/// really serves us (it sends SUBSCRIBED at once). A 200 whose first record never comes
+/// is abandoned at the attempt's deadline like any other hang.
+type Attempt = Pin<Box<dyn Future<Output = Result<(EventStream, Bytes), TransportError>> + Send>>;
 
 /// The connection to the agent, as far as the shell holds one.
 enum Link {
@@ -56,7 +59,7 @@ struct Live {
 
 /// What the link produced.
 enum LinkEvent {
-    Attempt(Result<EventStream, TransportError>),
+    Attempt(Result<(EventStream, Bytes), TransportError>),
     Frame(Option<Result<Bytes, super::RecordIoError>>),
     Refused(Refused),
     Resend,
@@ -162,22 +165,23 @@ impl<E: Executor> Session<E> {
     }
 
     async fn drive(&mut self) -> DriverOutcome {
-        let mut input = Input::Start;
+        let mut inputs = vec![Input::Start];
         loop {
-            let actions = self.lifecycle.step(input, std_now());
-            if let Some(outcome) = self.perform(actions) {
-                self.finish(outcome);
-                return outcome;
+            for input in inputs.drain(..) {
+                let actions = self.lifecycle.step(input, std_now());
+                if let Some(outcome) = self.perform(actions) {
+                    self.finish(outcome);
+                    return outcome;
+                }
             }
             // Far enough never to fire, near enough not to overflow.
             let far = Instant::now() + Duration::from_secs(86_400 * 365);
             let wakeup = self.lifecycle.next_wakeup().map_or(far, Instant::from_std);
-            let next = tokio::select! {
-                event = self.link.next() => self.link_event(event),
-                command = self.commands.recv() => self.command(command),
-                _ = sleep_until(wakeup) => Some(Input::Tick),
-            };
-            input = next.unwrap_or(Input::Tick);
+            tokio::select! {
+                event = self.link.next() => self.link_event(event, &mut inputs),
+                command = self.commands.recv() => inputs.extend(self.command(command)),
+                _ = sleep_until(wakeup) => inputs.push(Input::Tick),
+            }
         }
     }
 
@@ -235,34 +239,34 @@ impl<E: Executor> Session<E> {
         );
         let endpoint = self.endpoint.clone();
         let max_record_len = self.config.max_record_len;
-        let attempt = Box::pin(async move { endpoint.subscribe(body, max_record_len).await });
+        let attempt = Box::pin(async move {
+            let mut stream = endpoint.subscribe(body, max_record_len).await?;
+            let unusable = |reason: String| TransportError::Answer { call: "SUBSCRIBE", reason };
+            match stream.frames.next().await {
+                Some(Ok(first)) => Ok((stream, first)),
+                Some(Err(e)) => Err(unusable(format!("the event stream broke before its first event: {e}"))),
+                None => Err(unusable("the agent closed the event stream before its first event".to_owned())),
+            }
+        });
         self.link = Link::Attempt { attempt, included };
     }
 
-    fn link_event(&mut self, event: LinkEvent) -> Option<Input> {
+    /// Turns what the link produced into lifecycle inputs.
+    fn link_event(&mut self, event: LinkEvent, inputs: &mut Vec<Input>) {
         match event {
-            LinkEvent::Attempt(result) => Some(self.attempt_answered(result)),
-            LinkEvent::Frame(Some(Ok(record))) => {
-                let media = match &self.link {
-                    Link::Live(live) => live.stream.media,
-                    _ => self.config.content_type,
-                };
-                match wire::decode::<Event>(&record, media) {
-                    Ok(event) => self.event(event),
-                    Err(e) => {
-                        let message = format!("malformed event from the agent: {e}");
-                        error!(%message);
-                        self.executor.error(&self.handle, &message);
-                        Some(self.lost(message))
-                    }
+            LinkEvent::Attempt(result) => self.attempt_answered(result, inputs),
+            LinkEvent::Frame(Some(Ok(record))) => match self.decode(&record) {
+                Ok(event) => inputs.extend(self.event(event)),
+                Err(message) => {
+                    self.executor.error(&self.handle, &message);
+                    inputs.push(self.lost(message));
                 }
+            },
+            LinkEvent::Frame(Some(Err(e))) => inputs.push(self.lost(format!("the event stream is broken: {e}"))),
+            LinkEvent::Frame(None) => {
+                inputs.push(self.lost("the agent closed the event stream (end of file)".to_owned()));
             }
-            LinkEvent::Frame(Some(Err(e))) => Some(self.lost(format!("the event stream is broken: {e}"))),
-            LinkEvent::Frame(None) => Some(self.lost("the agent closed the event stream (end of file)".to_owned())),
-            LinkEvent::Refused(refused) => {
-                self.refused(refused);
-                None
-            }
+            LinkEvent::Refused(refused) => self.refused(refused),
             LinkEvent::Resend => {
                 let due = self.unacked.due_for_resend(std_now(), self.config.resend_after);
                 if !due.is_empty() {
@@ -271,14 +275,25 @@ impl<E: Executor> Session<E> {
                 for uuid in due {
                     self.post_update(uuid);
                 }
-                None
             }
             LinkEvent::Heartbeat => {
                 let body = calls::body(&calls::heartbeat(&self.config.env), self.config.content_type);
                 self.post(Outgoing { name: "HEARTBEAT", uuid: None, body });
-                None
             }
         }
+    }
+
+    /// Decodes a record in the media type the agent chose; the error names what was wrong.
+    fn decode(&self, record: &[u8]) -> Result<Event, String> {
+        let media = match &self.link {
+            Link::Live(live) => live.stream.media,
+            _ => self.config.content_type,
+        };
+        wire::decode::<Event>(record, media).map_err(|e| {
+            let message = format!("malformed event from the agent: {e}");
+            error!(%message);
+            message
+        })
     }
 
     fn lost(&mut self, why: String) -> Input {
@@ -287,13 +302,20 @@ impl<E: Executor> Session<E> {
         Input::Disconnected { why }
     }
 
-    fn attempt_answered(&mut self, result: Result<EventStream, TransportError>) -> Input {
+    fn attempt_answered(&mut self, result: Result<(EventStream, Bytes), TransportError>, inputs: &mut Vec<Input>) {
         let included = match std::mem::replace(&mut self.link, Link::Down) {
             Link::Attempt { included, .. } => included,
             _ => Vec::new(),
         };
-        let stream = match result {
-            Ok(stream) => stream,
+        let first = result.and_then(|(stream, first)| {
+            let event = wire::decode::<Event>(&first, stream.media).map_err(|e| TransportError::Answer {
+                call: "SUBSCRIBE",
+                reason: format!("the first event is malformed: {e}"),
+            })?;
+            Ok((stream, event))
+        });
+        let (stream, first) = match first {
+            Ok(answer) => answer,
             Err(error) => {
                 let outcome = match (error.status(), error.is_retryable()) {
                     (None, _) => "connection_error",
@@ -301,12 +323,16 @@ impl<E: Executor> Session<E> {
                     (Some(_), false) => "refused",
                 };
                 self.config.metrics.call("SUBSCRIBE", outcome);
-                if error.is_retryable() {
-                    debug!(%error, "subscription attempt failed");
-                } else {
-                    error!(%error, "the agent refused the subscription");
+                match (error.is_retryable(), &error) {
+                    (false, _) => error!(%error, "the agent refused the subscription"),
+                    // The agent answered, but not with HTTP or events we can use: say what.
+                    (true, TransportError::Http(_) | TransportError::Answer { .. }) => {
+                        warn!(%error, "subscription attempt failed")
+                    }
+                    (true, _) => debug!(%error, "subscription attempt failed"),
                 }
-                return Input::AttemptFailed { retryable: error.is_retryable(), error: error.to_string() };
+                inputs.push(Input::AttemptFailed { retryable: error.is_retryable(), error: error.to_string() });
+                return;
             }
         };
         let now = std_now();
@@ -337,7 +363,8 @@ impl<E: Executor> Session<E> {
         for uuid in self.unacked.never_sent() {
             self.post_update(uuid);
         }
-        Input::Subscribed
+        inputs.push(Input::Subscribed);
+        inputs.extend(self.event(first));
     }
 
     /// Queues a call on the live subscription; `false` when there is none.

@@ -192,6 +192,13 @@ impl Agent {
             Fault::Blackhole => s.blackhole = true,
             Fault::Unblackhole => s.blackhole = false,
             Fault::Answer { status, count } => s.forced_answer = Some((status, count)),
+            Fault::BadHttp { reply, on, count } => {
+                s.bad_http = Some((reply, on, count));
+                if on == super::HttpTarget::Call {
+                    s.calls_reset.cancel();
+                    s.calls_reset = CancellationToken::new();
+                }
+            }
             _ => {
                 let Some(stream) = &s.stream else { return };
                 let json = stream.content_type == ContentType::Json;

@@ -71,6 +71,49 @@ pub enum Fault {
         /// How many requests.
         count: u32,
     },
+    /// Answer the first request of the next `count` connections whose first request is
+    /// `on` with malformed HTTP instead of a real answer.
+    BadHttp {
+        /// What to send.
+        reply: BadHttp,
+        /// Which requests.
+        on: HttpTarget,
+        /// How many connections.
+        #[serde(default = "one")]
+        count: u32,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Malformed HTTP an agent could send (see `server.rs` for the bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadHttp {
+    /// A chunked body whose chunk size is `ffffffffffffffff`.
+    HugeChunkSize,
+    /// A chunked body whose chunk size is not hex.
+    BadChunkSize,
+    /// A status line that is not HTTP.
+    GarbageStatusLine,
+    /// A header block of 1.1 MiB.
+    OversizeHead,
+    /// The request is read and never answered; the connection stays open.
+    NoAnswer,
+    /// A head, then a chunked body that trickles on and never ends.
+    EndlessBody,
+}
+
+/// Which requests a [`Fault::BadHttp`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpTarget {
+    /// SUBSCRIBE.
+    Subscribe,
+    /// Any other call (UPDATE, MESSAGE, HEARTBEAT).
+    Call,
 }
 
 /// A condition that did not come true in time.
@@ -83,6 +126,37 @@ pub struct WaitTimeout {
     pub waited: Duration,
     /// What the agent saw instead.
     pub seen: String,
+}
+
+impl BadHttp {
+    /// The bytes sent for this fault in answer to `target`, before any trickle.
+    pub fn head(self, target: HttpTarget) -> Vec<u8> {
+        let ok = match target {
+            HttpTarget::Subscribe => "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n",
+            HttpTarget::Call => "HTTP/1.1 202 Accepted\r\n",
+        };
+        match self {
+            BadHttp::HugeChunkSize => {
+                format!("{ok}Transfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab").into_bytes()
+            }
+            BadHttp::BadChunkSize => format!("{ok}Transfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n").into_bytes(),
+            BadHttp::GarbageStatusLine => b"SSH-2.0-OpenSSH_9.6 2x2 Whatever\r\n\r\n".to_vec(),
+            BadHttp::OversizeHead => {
+                let mut head = format!("{ok}X-Filler: ").into_bytes();
+                head.resize(head.len() + 1_153_434, b'a');
+                head.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+                head
+            }
+            BadHttp::NoAnswer => Vec::new(),
+            BadHttp::EndlessBody => match target {
+                // A SUBSCRIBE's 200 body is endless by design; a refusal's is not.
+                HttpTarget::Subscribe => {
+                    b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec()
+                }
+                HttpTarget::Call => format!("{ok}Transfer-Encoding: chunked\r\n\r\n").into_bytes(),
+            },
+        }
+    }
 }
 
 pub(crate) struct Inner {

@@ -140,6 +140,10 @@ pub struct State {
     pub blackhole: bool,
     /// The next requests get this status: (status, how many more).
     pub forced_answer: Option<(u16, u32)>,
+    /// Malformed HTTP for the first request of the next connections of a kind.
+    pub bad_http: Option<(super::BadHttp, super::HttpTarget, u32)>,
+    /// Cancelled to close the connections that carry calls (not event streams).
+    pub calls_reset: tokio_util::sync::CancellationToken,
     /// The transcript so far.
     pub transcript: Vec<Entry>,
     /// How the executor process ended, once it has.
@@ -169,6 +173,8 @@ impl State {
             resubscribe_gaps: 0,
             blackhole: false,
             forced_answer: None,
+            bad_http: None,
+            calls_reset: tokio_util::sync::CancellationToken::new(),
             transcript: Vec::new(),
             executor_exit: None,
             rng: seed | 1,

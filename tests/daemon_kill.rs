@@ -93,7 +93,10 @@ async fn sigint_to_the_daemon_kills_tasks_reports_and_exits_zero() {
 }
 
 async fn graceful_on(signal: nix::sys::signal::Signal) {
-    let d = start(fake_agent::AgentConfig::default(), &["--mode=custom"]).await;
+    // Acknowledgements come 300 ms after each update: a daemon that did not wait for the
+    // terminal one would exit before it.
+    let config = fake_agent::AgentConfig { ack_policy: fake_agent::AckPolicy::DelayMs(300), ..Default::default() };
+    let d = start(config, &["--mode=custom"]).await;
     let marker = unique_seconds();
     d.agent.agent.launch(data_task("t1", &format!("sleep {marker}")));
     d.update("t1", TaskState::TaskRunning).await;
@@ -103,7 +106,17 @@ async fn graceful_on(signal: nix::sys::signal::Signal) {
     assert!(killed.message().contains("signal"), "{}", killed.message());
     assert_eq!(d.exit().await, "exited with status 0");
     assert!(processes_matching(&marker).is_empty());
-    assert!(d.agent.agent.inspect(|s| s.unacked.is_empty()), "terminal update acknowledged before exit");
+    let acked = support::ack_time(&d.agent.agent, "t1", TaskState::TaskKilled).expect("terminal update acknowledged");
+    let exited = d
+        .agent
+        .agent
+        .transcript()
+        .iter()
+        .map(|e| e.to_json())
+        .find(|j| j["what"].as_str().is_some_and(|w| w.starts_with("executor process exited")))
+        .and_then(|j| j["t"].as_f64())
+        .expect("the exit is in the transcript");
+    assert!(acked < exited, "exit at {exited} s came before the terminal ACK at {acked} s");
 }
 
 /// The daemon: the container's process whose parent is this test (the fake agent);

@@ -60,14 +60,22 @@ async fn kill_and_messages_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_kills_reports_and_stops_after_acknowledgements() {
-    let mut h = Harness::start(AgentConfig::default(), |_| {}).await;
+    // Acknowledgements come 300 ms after each update: a driver that did not wait for
+    // the terminal one would end before it.
+    let mut h =
+        Harness::start(AgentConfig { ack_policy: AckPolicy::DelayMs(300), ..AgentConfig::default() }, |_| {}).await;
     h.log.wait_for("registered", Duration::from_secs(5)).await;
     h.agent.agent.launch(task("t1", "sleep"));
     h.wait_state("t1", TaskState::TaskRunning).await;
     h.agent.agent.shutdown();
-    assert_eq!(h.join(Duration::from_secs(5)).await.status, DriverStatus::Stopped);
+    let outcome = h.join(Duration::from_secs(5)).await;
+    let ended = h.agent.agent.elapsed().as_secs_f64();
+    assert_eq!(outcome.status, DriverStatus::Stopped);
+    assert_eq!(outcome.reason, Some(mesos_executor::ShutdownReason::AgentShutdown));
+    assert!(outcome.is_success());
     assert_eq!(h.agent.agent.task_state("t1"), Some(TaskState::TaskKilled));
-    assert!(h.agent.agent.inspect(|s| s.unacked.is_empty()), "stopped before the terminal update was acknowledged");
+    let acked = ack_time(&h.agent.agent, "t1", TaskState::TaskKilled).expect("the terminal update was acknowledged");
+    assert!(acked <= ended, "the driver ended at {ended} s, before the terminal ACK at {acked} s");
     // The handle fails fast once the driver is not running.
     let err = h.handle.send_status_update(update(&task("t1", "").task_id, TaskState::TaskRunning)).unwrap_err();
     assert!(matches!(err, DriverError::NotRunning(DriverStatus::Stopped)), "{err}");

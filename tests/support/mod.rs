@@ -116,6 +116,25 @@ impl Executor for TestExecutor {
     }
 }
 
+/// When (transcript seconds) the agent wrote the ACKNOWLEDGED for the accepted update
+/// of `task` in `state` to a live stream; `None` if it never did.
+pub fn ack_time(agent: &fake_agent::Agent, task: &str, state: TaskState) -> Option<f64> {
+    let entries: Vec<serde_json::Value> = agent.transcript().iter().map(|e| e.to_json()).collect();
+    let uuid = entries.iter().find_map(|j| {
+        let status = &j["call"]["update"]["status"];
+        (j["type"] == "UPDATE"
+            && j["status"] == 202
+            && status["task_id"]["value"] == task
+            && status["state"] == state.as_str_name())
+        .then(|| status["uuid"].clone())
+    })?;
+    entries.iter().find_map(|j| {
+        (j["type"] == "ACKNOWLEDGED" && !j["stream"].is_null() && j["event"]["acknowledged"]["uuid"] == uuid)
+            .then(|| j["t"].as_f64())
+            .flatten()
+    })
+}
+
 pub fn task(id: &str, command: &str) -> TaskInfo {
     TaskInfo {
         name: id.into(),

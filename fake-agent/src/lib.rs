@@ -7,6 +7,7 @@
 //! - [`http`]: routing and status codes in upstream order.
 //! - [`bad_http`]: malformed HTTP answers on demand (a fault).
 //! - [`validate`]: call decoding and validation, independent of the library's driver.
+//! - [`herd`]: one agent restarting under many executors (no tasks), for herd tests.
 //! - [`agent`]: the agent's state machine: subscriptions, tasks, acks, restarts, faults.
 //! - [`stream`]: the chunked RecordIO event stream body.
 //! - [`process`]: the executor's environment, process and container.
@@ -18,6 +19,7 @@
 pub mod agent;
 pub mod bad_http;
 pub mod config;
+pub mod herd;
 pub mod http;
 pub mod process;
 pub mod runner;

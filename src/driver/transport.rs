@@ -33,6 +33,15 @@ pub enum TransportError {
         #[source]
         source: io::Error,
     },
+    /// The environment describes an endpoint no request can be made to (a token or
+    /// address that is not a valid header value).
+    #[error("the agent endpoint {target} cannot be used: {reason}")]
+    Config {
+        /// The endpoint.
+        target: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The TLS configuration or handshake failed.
     #[error("TLS with the agent at {target} failed: {reason}")]
     Tls {
@@ -84,7 +93,7 @@ impl TransportError {
             | TransportError::Http(_)
             | TransportError::Answer { .. }
             | TransportError::Timeout { .. } => true,
-            TransportError::Tls { .. } => false,
+            TransportError::Tls { .. } | TransportError::Config { .. } => false,
             TransportError::Status { status, .. } => status.is_server_error() || *status == StatusCode::NOT_FOUND,
         }
     }
@@ -126,6 +135,9 @@ pub(crate) struct Endpoint {
     tls: Option<(tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>)>,
     authority: String,
     path: String,
+    /// Made once: every call carries the same request line and headers.
+    uri: hyper::Uri,
+    host: header::HeaderValue,
     authorization: Option<header::HeaderValue>,
     keepalive: socket2::TcpKeepalive,
     user_timeout: Duration,
@@ -159,7 +171,7 @@ impl Endpoint {
         let authorization = match &env.auth_token {
             Some(token) => {
                 let mut value = header::HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
-                    TransportError::Tls {
+                    TransportError::Config {
                         target: describe(),
                         reason: "the authentication token is not a valid header value".into(),
                     }
@@ -175,7 +187,16 @@ impl Endpoint {
             .with_retries(3);
         // Keepalive gives up after idle + 3 probes at idle/2: about 2.5 times idle.
         let user_timeout = keepalive_idle * 5 / 2;
-        Ok(Endpoint { target, tls, authority, path: env.agent.path(), authorization, keepalive, user_timeout, media })
+        let path = env.agent.path();
+        let uri = path.parse().map_err(|_| TransportError::Config {
+            target: describe(),
+            reason: format!("the agent's path {path:?} is not a valid request path"),
+        })?;
+        let host = header::HeaderValue::from_str(&authority).map_err(|_| TransportError::Config {
+            target: describe(),
+            reason: format!("the agent's address {authority:?} is not a valid Host header"),
+        })?;
+        Ok(Endpoint { target, tls, authority, path, uri, host, authorization, keepalive, user_timeout, media })
     }
 
     fn describe(&self) -> String {
@@ -292,12 +313,9 @@ impl Endpoint {
     fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = hyper::Method::POST;
-        *request.uri_mut() = self.path.parse().unwrap_or_default();
+        *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
-        headers.insert(
-            header::HOST,
-            header::HeaderValue::from_str(&self.authority).unwrap_or(header::HeaderValue::from_static("localhost")),
-        );
+        headers.insert(header::HOST, self.host.clone());
         headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(self.media.as_str()));
         headers.insert(header::ACCEPT, header::HeaderValue::from_static(self.media.as_str()));
         if let Some(auth) = &self.authorization {

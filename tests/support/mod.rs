@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod herd;
 
 use std::{
     collections::HashSet,

@@ -50,3 +50,23 @@ pub fn event(data: &[u8], media: ContentType) {
         assert_eq!(wire::decode::<Event>(&bytes, media).expect("our own encoding decodes"), event);
     }
 }
+
+/// `data` as the agent's whole answer to an UPDATE: never panics, always ends, and is
+/// taken as accepted only when it is a 202.
+pub fn call_answer(data: &[u8]) {
+    let Some(outcome) = mesos_executor::driver::fuzzing::call_answer(data) else { return };
+    if outcome.is_ok() {
+        assert!(data.starts_with(b"HTTP/1.1 202") || data.starts_with(b"HTTP/1.0 202"), "accepted a non-202");
+    }
+}
+
+/// `data` as the agent's whole answer to SUBSCRIBE: never panics, always ends, yields
+/// events only after a 200.
+pub fn subscribe_answer(data: &[u8]) {
+    let Some(outcome) = mesos_executor::driver::fuzzing::subscribe_answer(data) else { return };
+    if let Ok(events) = outcome
+        && !events.is_empty()
+    {
+        assert!(data.starts_with(b"HTTP/1.1 200") || data.starts_with(b"HTTP/1.0 200"), "a stream from a non-200");
+    }
+}

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 seconds="${FUZZ_SECONDS:-60}"
 status=0
-for target in recordio event_protobuf event_json; do
+for target in recordio event_protobuf event_json agent_answer_call agent_answer_subscribe; do
   echo "== fuzzing $target for ${seconds}s"
   mkdir -p "fuzz/corpus/$target"
   if ! RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz "$target" "fuzz/corpus/$target" -- \

@@ -10,9 +10,12 @@
 //! `registered`, then `launch_task`, `kill_task`, ... Report task states through the
 //! [`DriverHandle`] from anywhere; every update is kept until the agent acknowledges it.
 //! On a lost connection the driver calls `disconnected`, then resubscribes
-//! (`reregistered`) if the framework checkpoints, or calls `shutdown`. Your `shutdown`
-//! kills the tasks and calls [`DriverHandle::stop`], which ends the driver once the
-//! terminal updates are acknowledged.
+//! (`reregistered`) if the framework checkpoints, or calls `shutdown` with a
+//! [`ShutdownReason`]. Your `shutdown` kills the tasks and calls
+//! [`DriverHandle::stop`], which ends the driver once the terminal updates are
+//! acknowledged; `run` then returns a [`DriverOutcome`] whose
+//! [`exit_code`](DriverOutcome::exit_code) a `main` can return. Every wait on the agent
+//! has a deadline (see `src/driver/lifecycle.rs`).
 //!
 //! # Layout
 //! - [`proto`]: the protocol types, generated from our proto2 files in `proto/`.

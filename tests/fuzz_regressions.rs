@@ -35,3 +35,13 @@ fn event_protobuf_inputs() {
 fn event_json_inputs() {
     replay("event_json", |d| checks::event(d, ContentType::Json));
 }
+
+#[test]
+fn agent_answer_call_inputs() {
+    replay("agent_answer_call", checks::call_answer);
+}
+
+#[test]
+fn agent_answer_subscribe_inputs() {
+    replay("agent_answer_subscribe", checks::subscribe_answer);
+}

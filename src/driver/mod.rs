@@ -11,6 +11,8 @@
 mod acks;
 pub mod backoff;
 mod calls;
+#[doc(hidden)]
+pub mod fuzzing;
 mod lifecycle;
 mod outbox;
 mod outcome;

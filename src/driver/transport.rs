@@ -1,6 +1,6 @@
 //! HTTP/1.1 to the agent, all of it through hyper. The SUBSCRIBE stream gets a
 //! connection of its own (a call queued behind it on the same connection would never
-//! be answered, reference §1.6); other calls share a keep-alive [`CallConnection`].
+//! be answered, reference §1.6); other calls share a keep-alive connection (`CallConnection`).
 //! TCP, the agent's unix socket, or TLS. Response heads are capped at
 //! [`MAX_HEAD`] and call bodies at [`MAX_ANSWER`]; hyper parses status lines, headers
 //! and chunk sizes with overflow checks. Status codes become typed errors that know
@@ -256,6 +256,14 @@ impl Endpoint {
     /// A new HTTP/1.1 connection; its driver task ends when the connection does.
     async fn connect(&self) -> Result<(SendRequest<Full<Bytes>>, tokio::task::JoinHandle<()>), TransportError> {
         let io = self.connect_io().await?;
+        self.handshake(io).await
+    }
+
+    /// HTTP/1.1 over a connected `io`, with the caps on response heads.
+    async fn handshake(
+        &self,
+        io: BoxIo,
+    ) -> Result<(SendRequest<Full<Bytes>>, tokio::task::JoinHandle<()>), TransportError> {
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
             .max_buf_size(MAX_HEAD)
             .max_headers(MAX_HEADERS)
@@ -277,6 +285,12 @@ impl Endpoint {
     /// Dropping the future drops the half-made connection.
     pub async fn open_calls(&self) -> Result<CallConnection, TransportError> {
         let (sender, task) = self.connect().await?;
+        Ok(CallConnection { sender, task })
+    }
+
+    /// A call connection over a connected `io`.
+    pub(crate) async fn calls_on(&self, io: BoxIo) -> Result<CallConnection, TransportError> {
+        let (sender, task) = self.handshake(io).await?;
         Ok(CallConnection { sender, task })
     }
 
@@ -329,7 +343,18 @@ impl Endpoint {
     /// # Errors
     /// A transport failure, or a status other than 200.
     pub async fn subscribe(&self, body: Bytes, max_record_len: usize) -> Result<EventStream, TransportError> {
-        let (mut sender, connection) = self.connect().await?;
+        let io = self.connect_io().await?;
+        self.subscribe_on(io, body, max_record_len).await
+    }
+
+    /// [`Endpoint::subscribe`] over a connected `io`.
+    pub(crate) async fn subscribe_on(
+        &self,
+        io: BoxIo,
+        body: Bytes,
+        max_record_len: usize,
+    ) -> Result<EventStream, TransportError> {
+        let (mut sender, connection) = self.handshake(io).await?;
         let response = sender.send_request(self.request(body)).await.map_err(|e| self.classify(e))?;
         if response.status() != StatusCode::OK {
             let status = response.status();

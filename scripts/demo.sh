@@ -6,7 +6,7 @@
 # expectation held. A fresh machine needs only the Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p mesos-executor -p fake-agent --bins
+cargo build --release --quiet -p mesos-executor-daemon -p fake-agent --bins
 exec target/release/fake-agent run \
   --scenario fake-agent/scenarios/daemon/demo.yaml \
   --transcript target/demo-transcript.jsonl \

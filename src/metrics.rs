@@ -4,6 +4,9 @@
 //! textfile collector expects. Writes happen on an interval, on every subscription
 //! change, and at exit; a failed write is logged and retried, never fatal.
 
+/// The metrics library underneath, for executors that add families of their own.
+pub use prometheus;
+
 use std::{
     io::Write as _,
     path::{Path, PathBuf},
@@ -48,8 +51,6 @@ pub struct Metrics {
     pub updates_unacknowledged: IntGauge,
     /// Time from producing an update to its acknowledgement.
     pub ack_latency: Histogram,
-    /// Tasks by latest state (the daemon sets it).
-    pub tasks: IntGaugeVec,
     changed: Arc<Notify>,
 }
 
@@ -89,9 +90,6 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(calls.clone())).expect("unique metric name");
-        let tasks = IntGaugeVec::new(Opts::new("tasks", "Tasks of this executor by latest state."), &["state"])
-            .expect("valid metric");
-        r.register(Box::new(tasks.clone())).expect("unique metric name");
         let buckets = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
         let ack_latency = Histogram::with_opts(
             HistogramOpts::new("ack_latency_seconds", "Seconds from producing a status update to its acknowledgement.")
@@ -125,7 +123,6 @@ impl Metrics {
             events,
             calls,
             ack_latency,
-            tasks,
             registry,
             changed: Arc::new(Notify::new()),
         }
@@ -137,6 +134,27 @@ impl Metrics {
         // Encoding our own registry into memory does not fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Registers an executor's own metric family beside the driver's, under the same
+    /// `mesos_executor_` prefix, in the same file and endpoint.
+    ///
+    /// # Errors
+    /// A family of that name is registered already, or its description is invalid.
+    ///
+    /// # Examples
+    /// ```
+    /// let metrics = mesos_executor::metrics::Metrics::new();
+    /// use mesos_executor::metrics::prometheus::{IntGaugeVec, Opts};
+    ///
+    /// let tasks = IntGaugeVec::new(Opts::new("tasks", "Tasks by state."), &["state"])?;
+    /// metrics.register(Box::new(tasks.clone()))?;
+    /// tasks.with_label_values(&["TASK_RUNNING"]).set(2);
+    /// assert!(metrics.encode().contains("mesos_executor_tasks{state=\"TASK_RUNNING\"} 2"));
+    /// # Ok::<(), mesos_executor::metrics::prometheus::Error>(())
+    /// ```
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
     }
 
     /// Asks the writer for a write now (on subscription changes).
@@ -214,7 +232,6 @@ mod tests {
         m.events.with_label_values(&["LAUNCH"]).inc();
         m.call("UPDATE", "accepted");
         m.ack_latency.observe(0.002);
-        m.tasks.with_label_values(&["TASK_RUNNING"]).set(2);
         let text = m.encode();
         for expected in [
             "# TYPE mesos_executor_subscriptions_total counter",
@@ -223,7 +240,6 @@ mod tests {
             "mesos_executor_calls_total{outcome=\"accepted\",type=\"UPDATE\"} 1",
             "# TYPE mesos_executor_ack_latency_seconds histogram",
             "mesos_executor_ack_latency_seconds_bucket{le=\"0.0025\"} 1",
-            "mesos_executor_tasks{state=\"TASK_RUNNING\"} 2",
             "mesos_executor_connected 0",
             &format!("mesos_executor_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
             "# TYPE mesos_executor_process_start_time_seconds gauge",

@@ -1,6 +1,10 @@
 //! The [`Executor`] trait that framework authors implement: the upstream executor
 //! callbacks, called one at a time, in event order, on the driver's thread. The
-//! submodules hold the daemon's own executor, which runs commands and task groups.
+//! submodules are a toolkit for executors that run commands (the `mesos-executor`
+//! daemon is built on it): [`launch`] turns a `CommandInfo` into a process spec with the
+//! environment merge, [`process`] spawns it in its own process group, kills it with
+//! escalation and cleans up its process tree, [`health`] and [`check`] probe it with
+//! upstream's counting rules.
 //!
 //! # Callbacks must not block
 //! They run on the thread that also reads the event stream and sends calls. Hand long
@@ -38,12 +42,10 @@
 //! ```
 
 pub mod check;
-pub mod command;
 pub mod health;
 pub mod launch;
 pub mod probe;
 pub mod process;
-pub mod supervisor;
 
 use bytes::Bytes;
 

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod daemon;
 pub mod herd;
 
 use std::{

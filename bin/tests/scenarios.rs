@@ -7,7 +7,7 @@ use std::path::Path;
 use fake_agent::{process::Output, runner::run_scenario, scenario};
 
 async fn judge(file: &str, args: &[&str]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fake-agent/scenarios").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fake-agent/scenarios").join(file);
     let scenario = scenario::load(&path).unwrap();
     let mut command = vec![env!("CARGO_BIN_EXE_mesos-executor").to_owned()];
     command.extend(args.iter().map(|a| (*a).to_owned()));
@@ -50,7 +50,7 @@ scenarios! {
 #[test]
 fn every_scenario_file_is_judged_here() {
     let source = include_str!("scenarios.rs");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fake-agent/scenarios");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fake-agent/scenarios");
     for sub in ["", "daemon"] {
         for entry in std::fs::read_dir(dir.join(sub)).unwrap().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();

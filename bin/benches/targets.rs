@@ -5,7 +5,7 @@
 //! Run with `cargo bench --bench targets`.
 
 #[allow(dead_code)]
-#[path = "../tests/support/herd.rs"]
+#[path = "../../tests/support/herd.rs"]
 mod herd;
 
 use std::time::{Duration, Instant};

@@ -6,15 +6,16 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{
-    Executor,
-    supervisor::{Msg, Supervisor, SupervisorConfig},
-};
-use crate::{
-    DriverHandle, ShutdownReason,
+use mesos_executor::{
+    DriverHandle, Executor, ShutdownReason,
     proto::v1::{
         AgentInfo, ExecutorInfo, FrameworkInfo, KillPolicy, TaskGroupInfo, TaskId, TaskInfo, framework_info::capability,
     },
+};
+
+use crate::{
+    book::Input,
+    supervisor::{Msg, Supervisor, SupervisorConfig},
 };
 
 /// The daemon's [`Executor`]: a thin front for the supervisor task.
@@ -54,7 +55,7 @@ impl Executor for CommandExecutor {
     fn registered(&mut self, _: &DriverHandle, executor: &ExecutorInfo, framework: &FrameworkInfo, agent: &AgentInfo) {
         let killing_state = framework.capabilities.iter().any(|c| c.r#type() == capability::Type::TaskKillingState);
         info!(executor_id = %executor.executor_id.value, framework = %framework.name, agent = %agent.hostname, killing_state, "registered");
-        self.send(Msg::Registered { killing_state });
+        self.send(Msg::Book(Input::Registered { killing_state }));
     }
 
     fn launch_task(&mut self, _: &DriverHandle, task: TaskInfo) {
@@ -66,7 +67,7 @@ impl Executor for CommandExecutor {
     }
 
     fn kill_task(&mut self, _: &DriverHandle, task_id: TaskId, kill_policy: Option<KillPolicy>) {
-        self.send(Msg::Kill { task_id: task_id.value, policy: kill_policy });
+        self.send(Msg::Book(Input::Kill { task_id: task_id.value, policy: kill_policy }));
     }
 
     fn framework_message(&mut self, _: &DriverHandle, data: Bytes) {
@@ -75,7 +76,7 @@ impl Executor for CommandExecutor {
 
     fn shutdown(&mut self, _: &DriverHandle, reason: ShutdownReason) {
         info!(%reason, "shutdown");
-        self.send(Msg::Shutdown);
+        self.send(Msg::Book(Input::Shutdown));
     }
 
     fn error(&mut self, _: &DriverHandle, message: &str) {

@@ -2,6 +2,9 @@
 //! environment, logging, signals, then the driver and the task supervisor from the
 //! library. The exit status comes from the driver's outcome; `AFTER_HELP` lists the codes.
 
+mod book;
+mod executor;
+mod supervisor;
 mod trim;
 mod watchdog;
 
@@ -9,14 +12,12 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, ValueEnum};
 use mesos_executor::{
-    ContentType, DriverConfig, ExecutorDriver, ExecutorEnv,
-    executor::{
-        command::CommandExecutor,
-        process,
-        supervisor::{Mode, SupervisorConfig},
-    },
-    proto::v1::CommandInfo,
-    wire,
+    ContentType, DriverConfig, ExecutorDriver, ExecutorEnv, executor::process, proto::v1::CommandInfo, wire,
+};
+
+use crate::{
+    executor::CommandExecutor,
+    supervisor::{Mode, SupervisorConfig},
 };
 use tracing::{info, warn};
 
@@ -165,6 +166,16 @@ fn duration_flag(name: &str, value: &str, min: Duration) -> Result<Duration, Exi
     }
 }
 
+/// The daemon's own metric family beside the driver's: tasks by latest state.
+fn tasks_gauge(
+    metrics: &mesos_executor::metrics::Metrics,
+) -> Result<mesos_executor::metrics::prometheus::IntGaugeVec, mesos_executor::metrics::prometheus::Error> {
+    use mesos_executor::metrics::prometheus::{IntGaugeVec, Opts};
+    let gauge = IntGaugeVec::new(Opts::new("tasks", "Tasks of this executor by latest state."), &["state"])?;
+    metrics.register(Box::new(gauge.clone()))?;
+    Ok(gauge)
+}
+
 /// The flags, or the exit for `--help`, `--version` (0) and bad usage (64, where
 /// clap would say 2).
 fn parse_args() -> Result<Args, ExitCode> {
@@ -262,7 +273,24 @@ fn main() -> ExitCode {
         user: args.user,
         shutdown_grace: config.env.shutdown_grace_period,
         nonce: nonce.clone(),
-        metrics: config.metrics.clone(),
+        // The process's own environment, once, at the edge: the base of every task's.
+        // A variable that is not UTF-8 cannot be passed on faithfully, so it is not.
+        base_env: std::env::vars_os()
+            .filter_map(|(k, v)| match (k.into_string(), v.into_string()) {
+                (Ok(k), Ok(v)) => Some((k, v)),
+                (k, _) => {
+                    warn!(variable = ?k, "an environment variable that is not UTF-8 is not passed to tasks");
+                    None
+                }
+            })
+            .collect(),
+        tasks_gauge: match tasks_gauge(&config.metrics) {
+            Ok(gauge) => gauge,
+            Err(e) => {
+                eprintln!("mesos-executor: cannot register the tasks metric: {e}");
+                return ExitCode::from(EX_SOFTWARE);
+            }
+        },
     };
     config.content_type = match args.content_type {
         MediaArg::Protobuf => ContentType::Protobuf,

@@ -1,0 +1,370 @@
+//! The task book's rules, without processes, sockets or clocks.
+
+use mesos_executor::proto::v1::{
+    CheckInfo, DurationInfo, HealthCheck, KillPolicy, TaskId, TaskInfo, check_info, check_status_info, health_check,
+};
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+const SEC: Duration = Duration::from_secs(1);
+
+fn task(id: &str) -> TaskInfo {
+    TaskInfo { name: id.into(), task_id: TaskId { value: id.into() }, ..Default::default() }
+}
+
+fn spec() -> Result<LaunchSpec, LaunchError> {
+    Ok(LaunchSpec { program: "/bin/true".into(), argv: vec!["true".into()], env: Default::default(), user: None })
+}
+
+fn launch(t: TaskInfo) -> Input {
+    Input::Launch { task: Box::new(t), spec: spec() }
+}
+
+fn spawned(id: &str) -> Input {
+    Input::Spawned { task_id: id.into(), result: Ok(()) }
+}
+
+fn exited(id: &str, exit: Exit) -> Input {
+    Input::Exited { task_id: id.into(), exit: Ok(exit) }
+}
+
+/// The reports among `effects`, as (task, state).
+fn reports(effects: &[Effect]) -> Vec<(String, TaskState)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Report(r) => Some((r.task_id.clone(), r.state)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn report_of<'a>(effects: &'a [Effect], id: &str) -> &'a Report {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Report(r) if r.task_id == id => Some(r),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no report for {id} in {effects:?}"))
+}
+
+fn signals(effects: &[Effect]) -> Vec<(String, Signal)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Signal { task_id, signal } => Some((task_id.clone(), *signal)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn armed(effects: &[Effect], timer: Timer) -> Option<Instant> {
+    effects.iter().find_map(|e| match e {
+        Effect::Arm { timer: t, at, .. } if *t == timer => Some(*at),
+        _ => None,
+    })
+}
+
+fn st(id: &str, state: TaskState) -> (String, TaskState) {
+    (id.to_owned(), state)
+}
+
+/// A book with task `id` running since `now`.
+fn running(mode: Mode, id: &str, killing_state: bool) -> (TaskBook, Instant) {
+    let now = Instant::now();
+    let mut book = TaskBook::new(mode, 5 * SEC);
+    book.step(Input::Registered { killing_state }, now);
+    let effects = book.step(launch(task(id)), now);
+    assert_eq!(reports(&effects), [st(id, TaskState::TaskStarting)]);
+    assert!(matches!(&effects[1], Effect::Spawn { task_id, .. } if task_id == id));
+    assert_eq!(reports(&book.step(spawned(id), now)), [st(id, TaskState::TaskRunning)]);
+    (book, now)
+}
+
+#[test]
+fn exit_codes_become_terminal_states_and_drop_in_mode_finishes() {
+    let (mut book, now) = running(Mode::Command, "t", false);
+    let effects = book.step(exited("t", Exit::Code(0)), now);
+    let finished = report_of(&effects, "t");
+    assert_eq!(
+        (finished.state, finished.message.as_deref()),
+        (TaskState::TaskFinished, Some("Command exited with status 0"))
+    );
+    assert!(effects.contains(&Effect::CleanUp { task_id: "t".into() }));
+    assert_eq!(effects.last(), Some(&Effect::StopDriver), "drop-in mode ends with its task");
+
+    let (mut book, now) = running(Mode::Custom, "t", false);
+    let effects = book.step(exited("t", Exit::Code(3)), now);
+    let failed = report_of(&effects, "t");
+    assert_eq!(failed.state, TaskState::TaskFailed);
+    assert_eq!(failed.reason, Some(Reason::CommandExecutorFailed));
+    assert_eq!(failed.message.as_deref(), Some("Command exited with status 3"));
+    assert!(!effects.contains(&Effect::StopDriver), "custom mode waits for SHUTDOWN");
+
+    let (mut book, now) = running(Mode::Custom, "t", false);
+    let effects = book.step(exited("t", Exit::Signal(15, false)), now);
+    assert_eq!(report_of(&effects, "t").message.as_deref(), Some("Command terminated with signal Terminated"));
+    let effects = book.step(Input::Exited { task_id: "u".into(), exit: Err("no such task".into()) }, now);
+    assert!(effects.is_empty(), "an exit of an unknown task changes nothing");
+}
+
+#[test]
+fn launch_acceptance_rules() {
+    let (mut book, now) = running(Mode::Custom, "t", false);
+    // A duplicate id.
+    let effects = book.step(launch(task("t")), now);
+    let refused = report_of(&effects, "t");
+    assert_eq!((refused.state, refused.reason), (TaskState::TaskFailed, Some(Reason::TaskInvalid)));
+    assert!(refused.message.as_deref().unwrap_or_default().contains("already used"));
+    // A task that cannot be prepared.
+    let bad = Input::Launch { task: Box::new(task("bad")), spec: Err(LaunchError::Malformed("no value".into())) };
+    let effects = book.step(bad, now);
+    assert_eq!(report_of(&effects, "bad").state, TaskState::TaskError);
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Spawn { .. })));
+    // Drop-in mode: one task only.
+    let (mut book, now) = running(Mode::Command, "first", false);
+    let effects = book.step(launch(task("second")), now);
+    assert!(report_of(&effects, "second").message.as_deref().unwrap_or_default().contains("multiple tasks"));
+    let effects = book.step(Input::LaunchGroup { members: vec![(task("g1"), spec())] }, now);
+    assert_eq!(reports(&effects), [st("g1", TaskState::TaskError)]);
+    // Shutting down: nothing new.
+    let (mut book, now) = running(Mode::Custom, "t", false);
+    book.step(Input::Shutdown, now);
+    assert_eq!(report_of(&book.step(launch(task("late")), now), "late").state, TaskState::TaskFailed);
+}
+
+#[test]
+fn a_failed_spawn_is_task_failed() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    book.step(launch(task("t")), now);
+    let effects =
+        book.step(Input::Spawned { task_id: "t".into(), result: Err("Failed to launch: ENOENT".into()) }, now);
+    let failed = report_of(&effects, "t");
+    assert_eq!((failed.state, failed.reason), (TaskState::TaskFailed, Some(Reason::CommandExecutorFailed)));
+}
+
+#[test]
+fn kill_escalates_after_the_grace_period_and_a_repeated_kill_only_shortens_it() {
+    let (mut book, t0) = running(Mode::Custom, "t", true);
+    let policy = |ms: i64| Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: ms * 1_000_000 }) });
+    let effects = book.step(Input::Kill { task_id: "t".into(), policy: policy(2000) }, t0);
+    assert_eq!(reports(&effects), [st("t", TaskState::TaskKilling)], "TASK_KILLING with the capability");
+    assert_eq!(signals(&effects), [("t".into(), Signal::Term)]);
+    assert_eq!(armed(&effects, Timer::Escalate), Some(t0 + 2 * SEC));
+    // A longer grace does not extend it; a shorter one shortens it.
+    let effects = book.step(Input::Kill { task_id: "t".into(), policy: policy(10_000) }, t0 + 100 * MS);
+    assert!(effects.is_empty(), "{effects:?}");
+    let effects = book.step(Input::Kill { task_id: "t".into(), policy: policy(500) }, t0 + 100 * MS);
+    assert_eq!(armed(&effects, Timer::Escalate), Some(t0 + 500 * MS));
+    // An old timer firing before the deadline does nothing; at the deadline, SIGKILL.
+    assert!(book.step(Input::Timer { task_id: "t".into(), timer: Timer::Escalate }, t0 + 400 * MS).is_empty());
+    let effects = book.step(Input::Timer { task_id: "t".into(), timer: Timer::Escalate }, t0 + 500 * MS);
+    assert_eq!(signals(&effects), [("t".into(), Signal::Kill)]);
+    let effects = book.step(exited("t", Exit::Signal(9, false)), t0 + 510 * MS);
+    assert_eq!(report_of(&effects, "t").state, TaskState::TaskKilled);
+    // After the end, timers and kills are ignored.
+    assert!(book.step(Input::Timer { task_id: "t".into(), timer: Timer::Escalate }, t0 + 3 * SEC).is_empty());
+    assert!(book.step(Input::Kill { task_id: "t".into(), policy: None }, t0 + 3 * SEC).is_empty());
+}
+
+#[test]
+fn kill_grace_comes_from_the_kill_then_the_task_then_three_seconds() {
+    let (mut book, t0) = running(Mode::Custom, "plain", false);
+    let effects = book.step(Input::Kill { task_id: "plain".into(), policy: None }, t0);
+    assert_eq!(armed(&effects, Timer::Escalate), Some(t0 + DEFAULT_KILL_GRACE));
+    assert!(reports(&effects).is_empty(), "no TASK_KILLING without the capability");
+    let mut own = task("own");
+    own.kill_policy = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: 700_000_000 }) });
+    book.step(Input::Launch { task: Box::new(own), spec: spec() }, t0);
+    book.step(spawned("own"), t0);
+    let effects = book.step(Input::Kill { task_id: "own".into(), policy: None }, t0);
+    assert_eq!(armed(&effects, Timer::Escalate), Some(t0 + 700 * MS));
+    // A negative grace period from the wire is zero: SIGKILL at once.
+    let effects = book.step(Input::Launch { task: Box::new(task("neg")), spec: spec() }, t0);
+    assert!(!effects.is_empty());
+    book.step(spawned("neg"), t0);
+    let negative = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: -5 }) });
+    let effects = book.step(Input::Kill { task_id: "neg".into(), policy: negative }, t0);
+    assert_eq!(signals(&effects), [("neg".into(), Signal::Kill)]);
+}
+
+#[test]
+fn a_kill_for_an_unknown_task_answers_killed() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let effects = book.step(Input::Kill { task_id: "ghost".into(), policy: None }, now);
+    assert_eq!(reports(&effects), [st("ghost", TaskState::TaskKilled)]);
+}
+
+#[test]
+fn max_completion_time_fails_the_task_with_its_reason() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    book.step(Input::Registered { killing_state: true }, now);
+    let mut t = task("slow");
+    t.max_completion_time = Some(DurationInfo { nanoseconds: 250_000_000 });
+    book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
+    let effects = book.step(spawned("slow"), now);
+    assert_eq!(armed(&effects, Timer::MaxCompletion), Some(now + 250 * MS));
+    let effects = book.step(Input::Timer { task_id: "slow".into(), timer: Timer::MaxCompletion }, now + 250 * MS);
+    assert_eq!(signals(&effects), [("slow".into(), Signal::Kill)]);
+    assert!(reports(&effects).is_empty(), "no TASK_KILLING for a timeout");
+    let effects = book.step(exited("slow", Exit::Signal(9, false)), now + 260 * MS);
+    let failed = report_of(&effects, "slow");
+    assert_eq!((failed.state, failed.reason), (TaskState::TaskFailed, Some(Reason::MaxCompletionTimeReached)));
+}
+
+#[test]
+fn a_group_starts_together_and_falls_together() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let members = vec![(task("a"), spec()), (task("b"), spec()), (task("c"), spec())];
+    let effects = book.step(Input::LaunchGroup { members }, now);
+    let starting: Vec<_> = reports(&effects);
+    assert_eq!(
+        starting,
+        [st("a", TaskState::TaskStarting), st("b", TaskState::TaskStarting), st("c", TaskState::TaskStarting)]
+    );
+    let spawns = effects.iter().filter(|e| matches!(e, Effect::Spawn { .. })).count();
+    assert_eq!(spawns, 3, "every STARTING before any spawn");
+    for id in ["a", "b", "c"] {
+        book.step(spawned(id), now);
+    }
+    // One member fails: the others are killed, each reported on its own.
+    let effects = book.step(exited("b", Exit::Code(1)), now);
+    assert_eq!(report_of(&effects, "b").state, TaskState::TaskFailed);
+    let mut killed: Vec<_> = signals(&effects).into_iter().map(|(id, _)| id).collect();
+    killed.sort();
+    assert_eq!(killed, ["a", "c"]);
+    assert_eq!(report_of(&book.step(exited("a", Exit::Signal(15, false)), now), "a").state, TaskState::TaskKilled);
+    // A member that finishes normally does not take the others down.
+    let members = vec![(task("x"), spec()), (task("y"), spec())];
+    book.step(Input::LaunchGroup { members }, now);
+    book.step(spawned("x"), now);
+    book.step(spawned("y"), now);
+    assert!(signals(&book.step(exited("x", Exit::Code(0)), now)).is_empty());
+}
+
+#[test]
+fn a_member_that_fails_to_spawn_takes_its_group_down() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let members = vec![(task("a"), spec()), (task("b"), spec()), (task("c"), spec())];
+    book.step(Input::LaunchGroup { members }, now);
+    book.step(spawned("a"), now);
+    let effects = book.step(Input::Spawned { task_id: "b".into(), result: Err("no such user".into()) }, now);
+    assert_eq!(report_of(&effects, "b").state, TaskState::TaskFailed);
+    assert_eq!(signals(&effects), [("a".into(), Signal::Term)], "a is running: SIGTERM now");
+    // c was killed before its spawn was performed: the signal follows the spawn, and it
+    // never reports TASK_RUNNING.
+    let effects = book.step(spawned("c"), now);
+    assert_eq!(signals(&effects), [("c".into(), Signal::Term)]);
+    assert!(reports(&effects).is_empty());
+}
+
+#[test]
+fn a_group_is_refused_as_a_whole() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let bad: Result<LaunchSpec, LaunchError> = Err(LaunchError::Unsupported("container images".into()));
+    let effects = book.step(Input::LaunchGroup { members: vec![(task("ok"), spec()), (task("img"), bad)] }, now);
+    assert_eq!(reports(&effects), [st("ok", TaskState::TaskError), st("img", TaskState::TaskError)]);
+    assert!(report_of(&effects, "ok").message.as_deref().unwrap_or_default().contains("\"img\""), "names the member");
+    let dup = vec![(task("d"), spec()), (task("d"), spec())];
+    assert!(
+        reports(&book.step(Input::LaunchGroup { members: dup }, now)).iter().all(|(_, s)| *s == TaskState::TaskError)
+    );
+}
+
+fn health_check(failures: u32) -> HealthCheck {
+    HealthCheck {
+        r#type: Some(health_check::Type::Tcp as i32),
+        consecutive_failures: Some(failures),
+        grace_period_seconds: Some(0.0),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn health_is_reported_on_change_and_the_limit_kills() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let mut t = task("h");
+    t.health_check = Some(health_check(2));
+    book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
+    let effects = book.step(spawned("h"), now);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Probe { health: Some(_), .. })));
+    let ok = |book: &mut TaskBook| book.step(Input::Health { task_id: "h".into(), result: Ok(()) }, now + SEC);
+    let bad = |book: &mut TaskBook| {
+        book.step(Input::Health { task_id: "h".into(), result: Err("refused".into()) }, now + SEC)
+    };
+    let effects = ok(&mut book);
+    let report = report_of(&effects, "h");
+    assert_eq!((report.healthy, report.reason), (Some(true), Some(Reason::TaskHealthCheckStatusUpdated)));
+    assert!(ok(&mut book).is_empty(), "no change, no update");
+    let effects = bad(&mut book);
+    assert_eq!(report_of(&effects, "h").healthy, Some(false));
+    assert_eq!(report_of(&effects, "h").message.as_deref(), Some("refused"));
+    let effects = bad(&mut book);
+    assert_eq!(signals(&effects), [("h".into(), Signal::Term)], "the second failure in a row kills");
+    let effects = book.step(exited("h", Exit::Signal(15, false)), now + 2 * SEC);
+    let last = report_of(&effects, "h");
+    assert_eq!((last.state, last.healthy), (TaskState::TaskKilled, Some(false)));
+}
+
+#[test]
+fn check_results_ride_on_every_update_and_changes_are_reported() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let mut t = task("c");
+    t.check = Some(CheckInfo { r#type: Some(check_info::Type::Command as i32), ..Default::default() });
+    let effects = book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
+    let empty = report_of(&effects, "c").check_status;
+    assert!(empty.is_some_and(|s| s.command.is_some()), "TASK_STARTING carries the empty status of the check's type");
+    book.step(spawned("c"), now);
+    let result = CheckStatusInfo {
+        r#type: Some(check_info::Type::Command as i32),
+        command: Some(check_status_info::Command { exit_code: Some(0) }),
+        ..Default::default()
+    };
+    let check = |status: CheckStatusInfo| Input::Check { task_id: "c".into(), status };
+    let effects = book.step(check(result), now);
+    let report = report_of(&effects, "c");
+    assert_eq!((report.state, report.reason), (TaskState::TaskRunning, Some(Reason::TaskCheckStatusUpdated)));
+    assert!(book.step(check(result), now).is_empty(), "unchanged: nothing");
+    let effects = book.step(exited("c", Exit::Code(0)), now);
+    assert_eq!(report_of(&effects, "c").check_status, Some(result), "the terminal update carries the last result");
+}
+
+#[test]
+fn shutdown_kills_every_task_within_the_grace_period_then_stops_the_driver() {
+    let (mut book, t0) = running(Mode::Custom, "a", true);
+    book.step(launch(task("b")), t0);
+    book.step(spawned("b"), t0);
+    let effects = book.step(Input::Shutdown, t0);
+    assert_eq!(signals(&effects).len(), 2);
+    assert_eq!(armed(&effects, Timer::Escalate), Some(t0 + 3 * SEC), "5 s grace less 2 s for the executor");
+    assert!(book.step(Input::Shutdown, t0).is_empty(), "once");
+    assert!(!book.step(exited("a", Exit::Signal(15, false)), t0).contains(&Effect::StopDriver));
+    let effects = book.step(exited("b", Exit::Signal(15, false)), t0);
+    assert_eq!(effects.last(), Some(&Effect::StopDriver));
+    assert!(!book.step(exited("b", Exit::Code(0)), t0).contains(&Effect::StopDriver), "stopped once");
+    // A short grace period keeps half for SIGTERM.
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, SEC);
+    book.step(launch(task("t")), now);
+    book.step(spawned("t"), now);
+    assert_eq!(armed(&book.step(Input::Shutdown, now), Timer::Escalate), Some(now + 500 * MS));
+}
+
+#[test]
+fn shutdown_with_no_tasks_stops_at_once() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    assert_eq!(book.step(Input::Shutdown, now), [Effect::StopDriver]);
+    let mut book = TaskBook::new(Mode::Command, 5 * SEC);
+    assert_eq!(book.step(Input::Shutdown, now), [Effect::StopDriver], "drop-in mode before its task");
+}

@@ -35,15 +35,13 @@ use std::{collections::BTreeMap, time::Duration};
 use mesos_executor::{
     executor::{
         health::{Tracker, Verdict},
+        kill::{self, policy_grace},
         launch::{LaunchError, LaunchSpec},
         process::Exit,
     },
     proto::v1::{CheckInfo, CheckStatusInfo, HealthCheck, KillPolicy, TaskInfo, TaskState, task_status::Reason},
 };
 use tokio::time::Instant;
-
-/// Upstream built-in executors' default kill grace period.
-pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 
 /// How the daemon was deployed (see the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,7 +273,7 @@ impl TaskBook {
         self.tasks.insert(
             task.task_id.value.clone(),
             Task {
-                grace: duration(task.kill_policy.as_ref().and_then(|p| p.grace_period.as_ref())),
+                grace: task.kill_policy.as_ref().and_then(policy_grace),
                 max_completion: duration(task.max_completion_time.as_ref()).filter(|d| !d.is_zero()),
                 health: task.health_check.clone(),
                 check: task.check.clone(),
@@ -384,9 +382,9 @@ impl TaskBook {
     /// The KILL's grace period, else the task's, else the upstream default of 3 s.
     fn grace(&self, id: &str, policy: Option<&KillPolicy>) -> Duration {
         policy
-            .and_then(|p| duration(p.grace_period.as_ref()))
+            .and_then(policy_grace)
             .or_else(|| self.tasks.get(id).and_then(|t| t.grace))
-            .unwrap_or(DEFAULT_KILL_GRACE)
+            .unwrap_or(kill::DEFAULT_KILL_GRACE)
     }
 
     fn kill_requested(&mut self, id: &str, policy: Option<&KillPolicy>, now: Instant, out: &mut Vec<Effect>) {

@@ -23,11 +23,18 @@
 //! - [`env`](mod@env): the typed executor environment and the stout duration grammar.
 //! - [`driver`]: [`ExecutorDriver`] and its [`DriverHandle`]: subscription, RecordIO
 //!   stream, calls, acknowledgements, recovery, TLS.
-//! - [`executor`]: the [`Executor`] trait, and the daemon's executor.
+//! - [`executor`]: the [`Executor`] trait, and a toolkit for executors that run
+//!   commands: [`launch`](executor::launch) (a CommandInfo to a process spec),
+//!   [`process`](executor::process) (process groups, process-tree cleanup),
+//!   [`kill`](executor::kill) (SIGTERM then SIGKILL under a kill policy),
+//!   [`health`](executor::health) and [`check`](executor::check) (probes and their
+//!   counting rules).
 //! - [`metrics`]: the metrics registry and the Prometheus text file writer.
 //!
-//! The `mesos-executor` daemon (`bin/`) and the fake agent (`fake-agent/`) are built on
-//! these; see the README for both.
+//! The `mesos-executor` daemon (`bin/`, the `mesos-executor-daemon` crate) and the fake
+//! agent (`fake-agent/`) are built on this library like any other user; see the README
+//! for both. The library itself has no command line, no log formatting and no daemon
+//! policy: install a `tracing` subscriber to see its logs.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -174,7 +174,7 @@ fn kill_escalates_after_the_grace_period_and_a_repeated_kill_only_shortens_it() 
 fn kill_grace_comes_from_the_kill_then_the_task_then_three_seconds() {
     let (mut book, t0) = running(Mode::Custom, "plain", false);
     let effects = book.step(Input::Kill { task_id: "plain".into(), policy: None }, t0);
-    assert_eq!(armed(&effects, Timer::Escalate), Some(t0 + DEFAULT_KILL_GRACE));
+    assert_eq!(armed(&effects, Timer::Escalate), Some(t0 + 3 * SEC));
     assert!(reports(&effects).is_empty(), "no TASK_KILLING without the capability");
     let mut own = task("own");
     own.kill_policy = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: 700_000_000 }) });

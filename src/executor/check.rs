@@ -10,6 +10,13 @@ use crate::proto::v1::{CheckInfo, CheckStatusInfo, check_info, check_status_info
 
 /// The status before any result: the check's type with an empty sub-message, as
 /// upstream reports it (a present `check_status` must carry its type's sub-message).
+///
+/// ```
+/// use mesos_executor::{executor::check::empty, proto::v1::{check_info, CheckInfo}};
+/// let check = CheckInfo { r#type: Some(check_info::Type::Tcp as i32), ..Default::default() };
+/// let status = empty(&check).unwrap();
+/// assert!(status.tcp.is_some_and(|t| t.succeeded.is_none()));
+/// ```
 pub fn empty(check: &CheckInfo) -> Option<CheckStatusInfo> {
     let kind = check.r#type();
     let mut status = CheckStatusInfo { r#type: Some(kind as i32), ..Default::default() };
@@ -24,6 +31,20 @@ pub fn empty(check: &CheckInfo) -> Option<CheckStatusInfo> {
 
 /// Runs the check once. A probe that cannot run, or times out, yields the empty status
 /// of its type, as upstream's checker does.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use mesos_executor::{executor::check::run, proto::v1::{check_info, CheckInfo, CommandInfo}};
+///
+/// let check = CheckInfo {
+///     r#type: Some(check_info::Type::Command as i32),
+///     command: Some(check_info::Command { command: CommandInfo { value: Some("exit 7".into()), ..Default::default() } }),
+///     ..Default::default()
+/// };
+/// let status = run(&check, &Default::default(), std::path::Path::new("/")).await.unwrap();
+/// assert_eq!(status.command.and_then(|c| c.exit_code), Some(7));
+/// # }
+/// ```
 pub async fn run(check: &CheckInfo, env: &BTreeMap<String, String>, cwd: &Path) -> Option<CheckStatusInfo> {
     let mut status = empty(check)?;
     let timeout = seconds(check.timeout_seconds());

@@ -22,6 +22,19 @@ pub enum Verdict {
 }
 
 /// Counts results as upstream does.
+///
+/// ```
+/// use mesos_executor::{executor::health::{Tracker, Verdict}, proto::v1::HealthCheck};
+/// use tokio::time::{Duration, Instant};
+///
+/// let check = HealthCheck { consecutive_failures: Some(2), grace_period_seconds: Some(10.0), ..Default::default() };
+/// let start = Instant::now();
+/// let mut tracker = Tracker::new(&check, start);
+/// assert_eq!(tracker.observe(false, start + Duration::from_secs(1)), Verdict::Quiet, "in the grace period");
+/// assert_eq!(tracker.observe(true, start + Duration::from_secs(2)), Verdict::Report(true));
+/// assert_eq!(tracker.observe(false, start + Duration::from_secs(3)), Verdict::Report(false));
+/// assert_eq!(tracker.observe(false, start + Duration::from_secs(4)), Verdict::Kill, "two in a row");
+/// ```
 #[derive(Debug, Clone)]
 pub struct Tracker {
     started: Instant,
@@ -66,12 +79,34 @@ impl Tracker {
 }
 
 /// Seconds from a proto double, negative and NaN read as zero.
+///
+/// ```
+/// use std::time::Duration;
+/// use mesos_executor::executor::health::seconds;
+/// assert_eq!(seconds(1.5), Duration::from_millis(1500));
+/// assert_eq!(seconds(-1.0), Duration::ZERO);
+/// assert_eq!(seconds(f64::NAN), Duration::ZERO);
+/// ```
 pub fn seconds(value: f64) -> Duration {
     Duration::try_from_secs_f64(value).unwrap_or(Duration::ZERO)
 }
 
 /// Runs one health check; `env` is the task's environment for COMMAND checks. Healthy
 /// is: exit code 0, an HTTP status in [200, 400) (upstream), a TCP connection.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use mesos_executor::{executor::health::probe, proto::v1::{health_check, CommandInfo, HealthCheck}};
+///
+/// let check = HealthCheck {
+///     r#type: Some(health_check::Type::Command as i32),
+///     command: Some(CommandInfo { value: Some("exit 1".into()), ..Default::default() }),
+///     ..Default::default()
+/// };
+/// let result = probe(&check, &Default::default(), std::path::Path::new("/")).await;
+/// assert!(result.unwrap_err().contains("status 1"));
+/// # }
+/// ```
 pub async fn probe(
     check: &HealthCheck,
     env: &std::collections::BTreeMap<String, String>,

@@ -50,6 +50,16 @@ pub enum CommandSource {
 /// Finds the task's CommandInfo: the `--task_command` override, else `TaskInfo.command`,
 /// else a CommandInfo as JSON in `TaskInfo.data`.
 ///
+/// ```
+/// use mesos_executor::{executor::launch::{resolve_command, CommandSource}, proto::v1::TaskInfo};
+///
+/// let task = TaskInfo { data: Some(br#"{"value":"echo hi","shell":true}"#.to_vec().into()), ..Default::default() };
+/// let (command, source) = resolve_command(&task, None)?;
+/// assert_eq!((command.value.as_deref(), source), (Some("echo hi"), CommandSource::TaskData));
+/// assert!(resolve_command(&TaskInfo::default(), None).is_err(), "no command anywhere");
+/// # Ok::<(), mesos_executor::executor::launch::LaunchError>(())
+/// ```
+///
 /// # Errors
 /// [`LaunchError::NoCommand`] saying where it looked, or [`LaunchError::Malformed`] when
 /// `data` holds something that is not a CommandInfo.
@@ -74,7 +84,18 @@ pub fn resolve_command(
     }
 }
 
-/// Refuses what this executor cannot do rather than run the task differently.
+/// Refuses what this executor cannot do rather than run the task differently: a
+/// container image, or a secret that is a reference rather than a value.
+///
+/// ```
+/// use mesos_executor::{executor::launch::check_supported, proto::v1::{CommandInfo, ContainerInfo, TaskInfo, container_info}};
+///
+/// let command = CommandInfo { value: Some("true".into()), ..Default::default() };
+/// assert!(check_supported(&TaskInfo::default(), &command).is_ok());
+/// let docker = ContainerInfo { r#type: container_info::Type::Docker as i32, ..Default::default() };
+/// let task = TaskInfo { container: Some(docker), ..Default::default() };
+/// assert!(check_supported(&task, &command).is_err());
+/// ```
 ///
 /// # Errors
 /// [`LaunchError::Unsupported`] naming the field.
@@ -123,6 +144,19 @@ pub struct LaunchSpec {
 /// else `value` with argv = `arguments` (`arguments[0]` is `argv[0]`, as upstream).
 /// The environment is the executor's (`base`), then the command's variables, then
 /// `MESOS_ALLOCATION_ROLE` and the task marker.
+///
+/// ```
+/// use mesos_executor::{executor::launch::{build, TASK_MARKER}, proto::v1::{CommandInfo, TaskInfo}};
+///
+/// let command = CommandInfo { value: Some("echo $GREETING".into()), ..Default::default() };
+/// let base = [("GREETING".to_owned(), "hello".to_owned()), ("MESOS_EXECUTOR_AUTHENTICATION_TOKEN".to_owned(), "secret".to_owned())];
+/// let spec = build(&TaskInfo::default(), &command, base, "run-1/task-1")?;
+/// assert_eq!(spec.argv, ["sh", "-c", "echo $GREETING"]);
+/// assert_eq!(spec.env["GREETING"], "hello");
+/// assert_eq!(spec.env[TASK_MARKER], "run-1/task-1");
+/// assert!(!spec.env.contains_key("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"), "the token never reaches a task");
+/// # Ok::<(), mesos_executor::executor::launch::LaunchError>(())
+/// ```
 ///
 /// # Errors
 /// [`LaunchError::Malformed`] without a `value`.

@@ -2,9 +2,9 @@
 //! callbacks, called one at a time, in event order, on the driver's thread. The
 //! submodules are a toolkit for executors that run commands (the `mesos-executor`
 //! daemon is built on it): [`launch`] turns a `CommandInfo` into a process spec with the
-//! environment merge, [`process`] spawns it in its own process group, kills it with
-//! escalation and cleans up its process tree, [`health`] and [`check`] probe it with
-//! upstream's counting rules.
+//! environment merge, [`process`] spawns it in its own process group and cleans up its
+//! process tree, [`kill`] kills it with SIGTERM then SIGKILL under a kill policy,
+//! [`health`] and [`check`] probe it with upstream's counting rules.
 //!
 //! # Callbacks must not block
 //! They run on the thread that also reads the event stream and sends calls. Hand long
@@ -43,6 +43,7 @@
 
 pub mod check;
 pub mod health;
+pub mod kill;
 pub mod launch;
 pub mod probe;
 pub mod process;

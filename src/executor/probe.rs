@@ -10,6 +10,14 @@ use super::process::{Exit, forget_child, own_child};
 
 /// Runs `info` with the task's environment in `cwd` and returns how it ended.
 ///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use mesos_executor::{executor::{probe, process::Exit}, proto::v1::CommandInfo};
+/// let info = CommandInfo { value: Some("exit 2".into()), ..Default::default() };
+/// assert_eq!(probe::command(&info, &Default::default(), std::path::Path::new("/")).await, Ok(Exit::Code(2)));
+/// # }
+/// ```
+///
 /// # Errors
 /// The command cannot be started or waited for.
 pub async fn command(info: &CommandInfo, env: &BTreeMap<String, String>, cwd: &Path) -> Result<Exit, String> {
@@ -51,6 +59,16 @@ fn port(number: u32) -> Result<u16, String> {
 
 /// Connects to `port` on the loopback address.
 ///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use mesos_executor::{executor::probe, proto::v1::network_info::Protocol};
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// let port = u32::from(listener.local_addr().unwrap().port());
+/// assert!(probe::tcp(port, Protocol::IPv4).await.is_ok());
+/// assert!(probe::tcp(70_000, Protocol::IPv4).await.unwrap_err().contains("out of range"));
+/// # }
+/// ```
+///
 /// # Errors
 /// The connection is refused or fails.
 pub async fn tcp(number: u32, protocol: Protocol) -> Result<(), String> {
@@ -61,12 +79,21 @@ pub async fn tcp(number: u32, protocol: Protocol) -> Result<(), String> {
         .map_err(|e| format!("connect to port {port}: {e}"))
 }
 
-/// GETs `path` (default `/`) on `port` of the loopback address and returns the status.
+/// GETs `path` (default `/`) on `port` of the loopback address and returns the status;
+/// the body is not read.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use mesos_executor::{executor::probe, proto::v1::network_info::Protocol};
+/// let status = probe::http(8080, Some("/health"), Protocol::IPv4).await;
+/// assert!(status.is_ok_and(|s| (200..400).contains(&s)), "healthy");
+/// # }
+/// ```
 ///
 /// # Errors
 /// The connection or the HTTP exchange fails.
 pub async fn http(number: u32, path: Option<&str>, protocol: Protocol) -> Result<u16, String> {
-    use http_body_util::{BodyExt, Empty};
+    use http_body_util::Empty;
     let port = port(number)?;
     let host = loopback(protocol);
     let stream =
@@ -78,12 +105,15 @@ pub async fn http(number: u32, path: Option<&str>, protocol: Protocol) -> Result
     let path = path.filter(|p| !p.is_empty()).unwrap_or("/");
     let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
     let request = hyper::Request::get(&path)
-        .header(hyper::header::HOST, format!("{host}:{port}"))
+        .header(
+            hyper::header::HOST,
+            if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") },
+        )
         .body(Empty::<bytes::Bytes>::new())
         .map_err(|e| e.to_string())?;
     let response = sender.send_request(request).await.map_err(|e| format!("GET {path}: {e}"))?;
+    // Only the status counts; the body is never read, so an endless one costs nothing.
     let status = response.status().as_u16();
-    let _ = response.into_body().collect().await;
     driver.abort();
     Ok(status)
 }

@@ -22,7 +22,20 @@ use nix::{
 
 use super::launch::LaunchSpec;
 
-/// Starts `spec` in `cwd`, in a new process group, with the given output.
+/// Starts `spec` in `cwd`, in a new process group, with the given output; as
+/// `spec.user` when set (which needs root).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use std::process::Stdio;
+/// use mesos_executor::executor::{launch::LaunchSpec, process::{spawn, Exit}};
+///
+/// let spec = LaunchSpec { program: "/bin/sh".into(), argv: vec!["sh".into(), "-c".into(), "exit 3".into()], env: Default::default(), user: None };
+/// let mut child = spawn(&spec, std::path::Path::new("/"), Stdio::null(), Stdio::null())?;
+/// let exit = Exit::from_status(child.wait().await?);
+/// assert_eq!(exit.message(), "Command exited with status 3");
+/// # Ok(()) }
+/// ```
 ///
 /// # Errors
 /// The OS error of fork/exec (no such program, permission denied, ...), or a user that
@@ -62,6 +75,12 @@ pub fn spawn(
 }
 
 /// How a task process ended.
+///
+/// ```
+/// use mesos_executor::executor::process::Exit;
+/// assert_eq!(Exit::Code(0).message(), "Command exited with status 0");
+/// assert_eq!(Exit::Signal(9, false).message(), "Command terminated with signal Killed");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// Exited with this status.
@@ -94,6 +113,10 @@ impl Exit {
 }
 
 /// The text `strsignal` gives for the common signals.
+///
+/// ```
+/// assert_eq!(mesos_executor::executor::process::signal_text(15), "Terminated");
+/// ```
 pub fn signal_text(signal: i32) -> String {
     let text = match Signal::try_from(signal) {
         Ok(Signal::SIGHUP) => "Hangup",
@@ -121,6 +144,14 @@ pub fn signal_text(signal: i32) -> String {
 /// Sends `signal` to a task: its process group, and every process carrying its marker
 /// (those that moved to another group or session). Returns how many processes were
 /// signalled by marker.
+///
+/// ```
+/// use mesos_executor::executor::process::signal_task;
+/// use nix::sys::signal::Signal;
+///
+/// // No group, and no process carries this marker: nothing is signalled.
+/// assert_eq!(signal_task(None, "no-such-run/no-such-task", Signal::SIGTERM), 0);
+/// ```
 pub fn signal_task(pgid: Option<u32>, marker: &str, signal: Signal) -> usize {
     if let Some(pgid) = pgid {
         let _ = killpg(Pid::from_raw(pgid as i32), signal);
@@ -133,6 +164,11 @@ pub fn signal_task(pgid: Option<u32>, marker: &str, signal: Signal) -> usize {
 }
 
 /// Pids (not this process) whose environment has an entry for which `matches` holds.
+///
+/// ```
+/// let pids = mesos_executor::executor::process::processes_with_env(|kv| kv == b"NO_SUCH_VARIABLE=1");
+/// assert!(pids.is_empty());
+/// ```
 pub fn processes_with_env(matches: impl Fn(&[u8]) -> bool) -> Vec<u32> {
     let me = std::process::id();
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -149,27 +185,45 @@ pub fn processes_with_env(matches: impl Fn(&[u8]) -> bool) -> Vec<u32> {
 /// for them, so the orphan reaper must leave them alone.
 static OWN_CHILDREN: std::sync::LazyLock<std::sync::Mutex<HashSet<u32>>> = std::sync::LazyLock::new(Default::default);
 
-/// Registers a child tokio will wait for.
+/// Registers a child tokio will wait for, so that [`reap_orphans_now`] leaves it alone.
+///
+/// ```
+/// use mesos_executor::executor::process::{forget_child, own_child};
+/// own_child(4242);
+/// // ... tokio waits for it ...
+/// forget_child(4242);
+/// ```
 pub fn own_child(pid: u32) {
     if let Ok(mut set) = OWN_CHILDREN.lock() {
         set.insert(pid);
     }
 }
 
-/// Forgets a child once tokio has waited for it.
+/// Forgets a child once tokio has waited for it (see [`own_child`]).
 pub fn forget_child(pid: u32) {
     if let Ok(mut set) = OWN_CHILDREN.lock() {
         set.remove(&pid);
     }
 }
 
-/// Reaps exited orphans that were reparented to this subreaper.
+/// Reaps exited orphans that were reparented to this subreaper (call it on SIGCHLD);
+/// returns how many.
+///
+/// ```
+/// mesos_executor::executor::process::become_subreaper()?;
+/// let _reaped = mesos_executor::executor::process::reap_orphans_now();
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn reap_orphans_now() -> usize {
     let ours = OWN_CHILDREN.lock().map(|s| s.clone()).unwrap_or_default();
     reap_orphans(&ours)
 }
 
-/// SIGKILLs the task's process group.
+/// SIGKILLs the task's process group (after its leader exited, whatever it left there).
+///
+/// ```
+/// mesos_executor::executor::process::kill_group(None); // no group: nothing to do
+/// ```
 pub fn kill_group(pgid: Option<u32>) {
     if let Some(pgid) = pgid {
         let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
@@ -181,6 +235,10 @@ pub fn kill_group(pgid: Option<u32>) {
 /// reparented to this subreaper. Cheap: reads only our children, not all of `/proc`.
 /// Their own children are reparented to us in turn, so callers repeat until it
 /// returns 0.
+///
+/// ```
+/// assert_eq!(mesos_executor::executor::process::kill_escaped("no-such-run/no-such-task"), 0);
+/// ```
 pub fn kill_escaped(marker: &str) -> usize {
     let wanted = format!("{}={marker}", super::launch::TASK_MARKER);
     let ours = OWN_CHILDREN.lock().map(|s| s.clone()).unwrap_or_default();
@@ -225,7 +283,12 @@ fn is_zombie(pid: u32) -> bool {
 }
 
 /// SIGKILLs every process whose task marker starts with `prefix` (all of this
-/// executor's tasks when `prefix` is its nonce followed by `/`).
+/// executor's tasks when `prefix` is its nonce followed by `/`): the last word of an
+/// executor that ends, and of its watchdog when it is killed.
+///
+/// ```
+/// assert_eq!(mesos_executor::executor::process::kill_marked_with_prefix("no-such-run/"), 0);
+/// ```
 pub fn kill_marked_with_prefix(prefix: &str) -> usize {
     let wanted = format!("{}={prefix}", super::launch::TASK_MARKER);
     let pids = processes_with_env(|kv| kv.starts_with(wanted.as_bytes()));
@@ -235,7 +298,8 @@ pub fn kill_marked_with_prefix(prefix: &str) -> usize {
     pids.len()
 }
 
-/// Makes this process the reaper of its orphaned descendants (`PR_SET_CHILD_SUBREAPER`).
+/// Makes this process the reaper of its orphaned descendants (`PR_SET_CHILD_SUBREAPER`),
+/// so that a task's daemonized processes stay within reach; see [`reap_orphans_now`].
 ///
 /// # Errors
 /// The kernel refused.
@@ -245,6 +309,10 @@ pub fn become_subreaper() -> io::Result<()> {
 
 /// Reaps children that exited and that no one waits for: orphans that were reparented
 /// to us. `ours` are pids spawned through tokio, which reaps them itself.
+///
+/// ```
+/// let _reaped = mesos_executor::executor::process::reap_orphans(&Default::default());
+/// ```
 pub fn reap_orphans(ours: &HashSet<u32>) -> usize {
     let me = std::process::id();
     let mut reaped = 0;

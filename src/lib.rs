@@ -44,11 +44,17 @@ pub mod env;
 pub mod executor;
 pub mod metrics;
 pub mod proto;
+mod status;
 pub mod wire;
+
+pub use bytes::{self, Bytes};
 
 pub use driver::{
     DriverConfig, DriverError, DriverHandle, DriverOutcome, DriverStatus, ExecutorDriver, ShutdownReason,
 };
 pub use env::{EnvError, ExecutorEnv};
-pub use executor::Executor;
+pub use executor::{
+    Executor,
+    events::{Events, ExecutorEvent},
+};
 pub use wire::{ContentType, WireError};

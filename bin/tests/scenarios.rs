@@ -1,6 +1,6 @@
-//! The daemon judged by the fake agent's scenario files: the language-neutral ones at
-//! the top of `fake-agent/scenarios/` in drop-in command executor mode, and the
-//! daemon's own in `fake-agent/scenarios/daemon/` in custom executor mode.
+//! The daemon judged by the fake agent's scenario files: the ones any executor must pass
+//! (`fake-agent/scenarios/any-executor/`) and the daemon's own (`daemon/`) in custom
+//! executor mode, the command executor's (`command-executor/`) in drop-in mode.
 
 use std::path::Path;
 
@@ -34,13 +34,17 @@ macro_rules! scenarios {
 }
 
 scenarios! {
-    command_finishes: "command-finishes.yaml" with DROP_IN;
-    command_fails: "command-fails.yaml" with DROP_IN;
-    command_argv: "command-argv.yaml" with DROP_IN;
-    kill: "kill.yaml" with DROP_IN;
-    shutdown: "shutdown.yaml" with DROP_IN;
-    agent_restart: "agent-restart.yaml" with DROP_IN;
-    agent_restart_unacknowledged: "agent-restart-unacknowledged.yaml" with DROP_IN;
+    any_launch_and_shutdown: "any-executor/launch-and-shutdown.yaml" with CUSTOM;
+    any_kill: "any-executor/kill.yaml" with CUSTOM;
+    any_finish: "any-executor/finish.yaml" with CUSTOM;
+    any_agent_restart: "any-executor/agent-restart.yaml" with CUSTOM;
+    command_finishes: "command-executor/command-finishes.yaml" with DROP_IN;
+    command_fails: "command-executor/command-fails.yaml" with DROP_IN;
+    command_argv: "command-executor/command-argv.yaml" with DROP_IN;
+    kill: "command-executor/kill.yaml" with DROP_IN;
+    shutdown: "command-executor/shutdown.yaml" with DROP_IN;
+    agent_restart: "command-executor/agent-restart.yaml" with DROP_IN;
+    agent_restart_unacknowledged: "command-executor/agent-restart-unacknowledged.yaml" with DROP_IN;
     daemon_demo: "daemon/demo.yaml" with CUSTOM;
     daemon_task_group: "daemon/task-group.yaml" with CUSTOM;
     daemon_health_kill: "daemon/health-kill.yaml" with CUSTOM;
@@ -51,7 +55,7 @@ scenarios! {
 fn every_scenario_file_is_judged_here() {
     let source = include_str!("scenarios.rs");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fake-agent/scenarios");
-    for sub in ["", "daemon"] {
+    for sub in ["any-executor", "command-executor", "daemon"] {
         for entry in std::fs::read_dir(dir.join(sub)).unwrap().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".yaml") {

@@ -54,6 +54,20 @@ pub fn executor_env(config: &AgentConfig, agent: std::net::SocketAddr, sandbox: 
     env
 }
 
+/// A relative path with a `/` (`target/debug/my-executor`, `./run.sh`) means the
+/// caller's directory, not the sandbox the executor starts in; a bare name is looked up
+/// in `PATH` as usual.
+///
+/// # Errors
+/// The current directory cannot be read.
+pub fn resolve_program(program: &str) -> std::io::Result<std::path::PathBuf> {
+    let path = Path::new(program);
+    if path.is_absolute() || !program.contains('/') {
+        return Ok(path.to_path_buf());
+    }
+    Ok(std::env::current_dir()?.join(path))
+}
+
 /// Where the executor's stdout and stderr go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Output {
@@ -76,7 +90,8 @@ pub fn spawn_executor(
     output: Output,
 ) -> std::io::Result<tokio::process::Child> {
     let (program, args) = command.split_first().ok_or_else(|| std::io::Error::other("empty executor command"))?;
-    let mut cmd = tokio::process::Command::new(program);
+    let program = resolve_program(program)?;
+    let mut cmd = tokio::process::Command::new(&program);
     cmd.args(args).env_clear().envs(env).current_dir(sandbox).process_group(0).kill_on_drop(true);
     cmd.env("PATH", std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned()));
     for name in PASSED_THROUGH {

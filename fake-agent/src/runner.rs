@@ -166,13 +166,15 @@ impl Runner {
                     .map_err(|e| e.to_string())
             }
             Step::ExpectUpdate(filter) => self.expect_update(filter).await,
-            Step::ExpectCall { r#type, data_contains, timeout_ms } => {
+            Step::ExpectCall { r#type, data, data_contains, after_step, timeout_ms } => {
                 let kind = call::Type::from_str_name(r#type).ok_or_else(|| format!("unknown call type {type:?}"))?;
                 let claimed = self.claimed_calls.clone();
-                let found = |s: &State| find_call(s, kind, data_contains.as_deref(), &claimed);
+                let after = self.after(*after_step)?;
+                let wanted = DataMatch { exact: data.as_deref(), contains: data_contains.as_deref() };
+                let found = |s: &State| find_call(s, kind, wanted, after, &claimed);
                 agent
                     .wait_for(
-                        &format!("a {type} call"),
+                        &format!("a {type} call{}", wanted.describe()),
                         self.timeout(*timeout_ms),
                         |s| found(s).is_some(),
                         |s| format!("saw calls: {}", call_summary(s)),
@@ -231,6 +233,38 @@ impl Runner {
                 tokio::time::sleep(Duration::from_millis(*ms)).await;
                 Ok(())
             }
+            Step::ExpectNoUpdate { task_id, state, within_ms } => {
+                let filter = UpdateFilter { task_id: task_id.clone(), state: state.clone(), ..Default::default() };
+                let start = agent.inspect(|s| s.transcript.len());
+                tokio::time::sleep(Duration::from_millis(*within_ms)).await;
+                match agent.inspect(|s| find_update(s, &filter, start, &HashSet::new()).map(|i| update_at(s, i))) {
+                    Some(seen) => {
+                        Err(format!("expected no update {} for {within_ms} ms, saw {seen}", describe_filter(&filter)))
+                    }
+                    None => Ok(()),
+                }
+            }
+            Step::ExpectNoCall { r#type, within_ms } => {
+                let kind = match r#type {
+                    Some(name) => {
+                        Some(call::Type::from_str_name(name).ok_or_else(|| format!("unknown call type {name:?}"))?)
+                    }
+                    None => None,
+                };
+                let start = agent.inspect(|s| s.transcript.len());
+                tokio::time::sleep(Duration::from_millis(*within_ms)).await;
+                let seen = agent.inspect(|s| {
+                    calls(s)
+                        .filter(|(i, c, _)| *i >= start && kind.is_none_or(|k| c.r#type() == k))
+                        .map(|(_, c, status)| describe_call(c, status))
+                        .collect::<Vec<_>>()
+                });
+                if seen.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("expected no call for {within_ms} ms, saw {}", seen.join(", ")))
+                }
+            }
             Step::ExpectExit { code, timeout_ms } => {
                 agent
                     .wait_for(
@@ -252,9 +286,22 @@ impl Runner {
         }
     }
 
+    /// The transcript index after which an `after_step` expectation looks.
+    fn after(&self, step: Option<usize>) -> Result<usize, String> {
+        let Some(step) = step else { return Ok(0) };
+        let note = format!("scenario step {step}: ");
+        self.agent
+            .inspect(|s| {
+                s.transcript.iter().position(|e| matches!(&e.record, Record::Note { what } if what.starts_with(&note)))
+            })
+            .map(|i| i + 1)
+            .ok_or_else(|| format!("step {step} has not run"))
+    }
+
     async fn expect_update(&mut self, filter: &UpdateFilter) -> Result<(), String> {
         let claimed = self.claimed_updates.clone();
-        let found = |s: &State| find_update(s, filter, &claimed);
+        let after = self.after(filter.after_step)?;
+        let found = |s: &State| find_update(s, filter, after, &claimed);
         let result = self
             .agent
             .wait_for(
@@ -280,9 +327,9 @@ fn updates(s: &State) -> impl Iterator<Item = (usize, &TaskStatus)> {
     })
 }
 
-fn find_update(s: &State, f: &UpdateFilter, claimed: &HashSet<usize>) -> Option<usize> {
+fn find_update(s: &State, f: &UpdateFilter, after: usize, claimed: &HashSet<usize>) -> Option<usize> {
     updates(s)
-        .filter(|(i, _)| !claimed.contains(i))
+        .filter(|(i, _)| *i >= after && !claimed.contains(i))
         .find(|(_, st)| {
             f.task_id.as_ref().is_none_or(|id| &st.task_id.value == id)
                 && f.state.as_ref().is_none_or(|n| TaskState::try_from(st.state).is_ok_and(|x| x.as_str_name() == n))
@@ -293,20 +340,27 @@ fn find_update(s: &State, f: &UpdateFilter, claimed: &HashSet<usize>) -> Option<
         .map(|(i, _)| i)
 }
 
+fn describe_update(st: &TaskStatus) -> String {
+    let state = TaskState::try_from(st.state).map_or("?", |x| x.as_str_name());
+    let mut line = format!("{} {state}", st.task_id.value);
+    if let Some(h) = st.healthy {
+        line.push_str(&format!(" healthy={h}"));
+    }
+    if let Some(m) = &st.message {
+        line.push_str(&format!(" {m:?}"));
+    }
+    line
+}
+
+/// The update at transcript index `i`, described.
+fn update_at(s: &State, i: usize) -> String {
+    updates(s).find(|(j, _)| *j == i).map_or_else(|| "?".to_owned(), |(_, st)| describe_update(st))
+}
+
 fn update_summary(s: &State, task: Option<&str>) -> String {
     let seen: Vec<String> = updates(s)
         .filter(|(_, st)| task.is_none_or(|t| st.task_id.value == t))
-        .map(|(_, st)| {
-            let state = TaskState::try_from(st.state).map_or("?", |x| x.as_str_name());
-            let mut line = format!("{} {state}", st.task_id.value);
-            if let Some(h) = st.healthy {
-                line.push_str(&format!(" healthy={h}"));
-            }
-            if let Some(m) = &st.message {
-                line.push_str(&format!(" {m:?}"));
-            }
-            line
-        })
+        .map(|(_, st)| describe_update(st))
         .collect();
     if seen.is_empty() { "none".to_owned() } else { seen.join("; ") }
 }
@@ -318,17 +372,55 @@ fn calls(s: &State) -> impl Iterator<Item = (usize, &Call, u16)> {
     })
 }
 
-fn find_call(s: &State, kind: call::Type, data: Option<&str>, claimed: &HashSet<usize>) -> Option<usize> {
+/// What a MESSAGE's data must be.
+#[derive(Debug, Clone, Copy)]
+struct DataMatch<'a> {
+    exact: Option<&'a str>,
+    contains: Option<&'a str>,
+}
+
+impl DataMatch<'_> {
+    fn accepts(&self, call: &Call) -> bool {
+        if self.exact.is_none() && self.contains.is_none() {
+            return true;
+        }
+        let Some(message) = &call.message else { return false };
+        self.exact.is_none_or(|d| message.data.as_ref() == d.as_bytes())
+            && self.contains.is_none_or(|d| String::from_utf8_lossy(&message.data).contains(d))
+    }
+
+    fn describe(&self) -> String {
+        match (self.exact, self.contains) {
+            (Some(d), _) => format!(" with data {d:?}"),
+            (None, Some(d)) => format!(" with data containing {d:?}"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+fn find_call(
+    s: &State,
+    kind: call::Type,
+    data: DataMatch<'_>,
+    after: usize,
+    claimed: &HashSet<usize>,
+) -> Option<usize> {
     calls(s)
-        .filter(|(i, c, status)| !claimed.contains(i) && c.r#type() == kind && *status < 300)
-        .find(|(_, c, _)| {
-            data.is_none_or(|d| c.message.as_ref().is_some_and(|m| String::from_utf8_lossy(&m.data).contains(d)))
-        })
+        .filter(|(i, c, status)| *i >= after && !claimed.contains(i) && c.r#type() == kind && *status < 300)
+        .find(|(_, c, _)| data.accepts(c))
         .map(|(i, _, _)| i)
 }
 
+/// A call, with a MESSAGE's data, for failure messages.
+fn describe_call(c: &Call, status: u16) -> String {
+    match &c.message {
+        Some(m) => format!("{} {status} data={:?}", c.r#type().as_str_name(), String::from_utf8_lossy(&m.data)),
+        None => format!("{} {status}", c.r#type().as_str_name()),
+    }
+}
+
 fn call_summary(s: &State) -> String {
-    let seen: Vec<String> = calls(s).map(|(_, c, status)| format!("{} {status}", c.r#type().as_str_name())).collect();
+    let seen: Vec<String> = calls(s).map(|(_, c, status)| describe_call(c, status)).collect();
     if seen.is_empty() { "none".to_owned() } else { seen.join(", ") }
 }
 
@@ -380,6 +472,12 @@ pub fn describe(step: &Step) -> String {
         Step::WaitState { task_id, state, .. } => format!("wait_state {task_id} {state}"),
         Step::ExpectUpdate(f) => format!("expect_update {}", describe_filter(f)),
         Step::ExpectCall { r#type, .. } => format!("expect_call {type}"),
+        Step::ExpectNoUpdate { task_id, within_ms, .. } => {
+            format!("expect_no_update {} for {within_ms} ms", task_id.as_deref().unwrap_or("any task"))
+        }
+        Step::ExpectNoCall { r#type, within_ms } => {
+            format!("expect_no_call {} for {within_ms} ms", r#type.as_deref().unwrap_or("any"))
+        }
         Step::RestartAgent { down_ms, .. } => format!("restart_agent down {down_ms} ms"),
         Step::AckPolicy(p) => format!("ack_policy {p:?}"),
         Step::ReleaseAcks {} => "release_acks".to_owned(),

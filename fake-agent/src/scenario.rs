@@ -123,8 +123,20 @@ pub enum Step {
     WaitState { task_id: String, state: String, timeout_ms: Option<u64> },
     /// Expect an accepted UPDATE (or one replayed in SUBSCRIBE) matching the filter.
     ExpectUpdate(UpdateFilter),
-    /// Expect a call of a type (optionally a MESSAGE whose data contains a string).
-    ExpectCall { r#type: String, data_contains: Option<String>, timeout_ms: Option<u64> },
+    /// Expect a call of a type; for a MESSAGE, optionally with exactly `data` or with
+    /// data containing `data_contains`; optionally after step `after_step`.
+    ExpectCall {
+        r#type: String,
+        data: Option<String>,
+        data_contains: Option<String>,
+        after_step: Option<usize>,
+        timeout_ms: Option<u64>,
+    },
+    /// Expect no accepted UPDATE matching the filter for `within_ms` (for example none
+    /// after a task's terminal update).
+    ExpectNoUpdate { task_id: Option<String>, state: Option<String>, within_ms: u64 },
+    /// Expect no call of a type (any type when unset) for `within_ms`.
+    ExpectNoCall { r#type: Option<String>, within_ms: u64 },
     /// Restart the agent; then expect a resubscription carrying every update whose
     /// acknowledgement never reached the executor, within the re-registration timeout.
     RestartAgent { down_ms: u64, recovering_ms: Option<u64>, resubscribe_within_ms: Option<u64> },
@@ -154,6 +166,8 @@ pub struct UpdateFilter {
     pub reason: Option<String>,
     /// A substring of `message`.
     pub message_contains: Option<String>,
+    /// The update must come after step number `after_step` (1-based) began.
+    pub after_step: Option<usize>,
     /// How long to wait.
     pub timeout_ms: Option<u64>,
 }
@@ -187,6 +201,10 @@ pub struct TaskSpec {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// `TaskInfo.data` as text (for custom executors that read their own format).
+    pub data: Option<String>,
+    /// `TaskInfo.data` as base64, for arbitrary bytes.
+    pub data_base64: Option<String>,
     /// Where the CommandInfo goes: `command` (a command executor's `TaskInfo.command`,
     /// the default) or `data` (JSON in `TaskInfo.data`, for custom executors).
     #[serde(default)]
@@ -254,13 +272,21 @@ impl TaskSpec {
                 ..Default::default()
             });
         }
+        let raw = match (&self.data, &self.data_base64) {
+            (Some(text), _) => Some(text.clone().into_bytes().into()),
+            (None, Some(b64)) => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok().map(Into::into)
+            }
+            (None, None) => None,
+        };
         let (command, data) = match self.command_in {
-            CommandIn::Command => (Some(command), None),
+            CommandIn::Command => (Some(command), raw),
             CommandIn::Data => {
                 let json = mesos_executor::wire::to_json_value(&command).map(|v| v.to_string()).unwrap_or_default();
                 (None, Some(json.into_bytes().into()))
             }
-            CommandIn::Nowhere => (None, None),
+            CommandIn::Nowhere => (None, raw),
         };
         TaskInfo {
             name: self.name.clone().unwrap_or_else(|| self.task_id.clone()),
@@ -345,7 +371,38 @@ pub fn kill_policy(grace_ms: Option<u64>) -> Option<KillPolicy> {
 /// The text is not a valid scenario.
 pub fn parse_yaml(text: &str) -> Result<Scenario, String> {
     let value: serde_json::Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
-    serde_json::from_value(value).map_err(|e| e.to_string())
+    serde_json::from_value(value).map_err(|e| e.to_string()).and_then(checked)
+}
+
+/// What serde cannot check: base64 that decodes, steps that refer to earlier steps.
+fn checked(scenario: Scenario) -> Result<Scenario, String> {
+    use base64::Engine as _;
+    for (i, step) in scenario.steps.iter().enumerate() {
+        let number = i + 1;
+        let tasks: Vec<&TaskSpec> = match step {
+            Step::Launch(task) => vec![task.as_ref()],
+            Step::LaunchGroup { tasks } => tasks.iter().collect(),
+            _ => Vec::new(),
+        };
+        for task in tasks {
+            if let Some(b64) = &task.data_base64 {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|e| format!("step {number}: data_base64 of task {} is not base64: {e}", task.task_id))?;
+            }
+        }
+        let after = match step {
+            Step::ExpectUpdate(filter) => filter.after_step,
+            Step::ExpectCall { after_step, .. } => *after_step,
+            _ => None,
+        };
+        if let Some(after) = after
+            && (after == 0 || after >= number)
+        {
+            return Err(format!("step {number}: after_step {after} must name an earlier step"));
+        }
+    }
+    Ok(scenario)
 }
 
 /// Reads a scenario from a `.json`, `.yaml` or `.yml` file.
@@ -362,6 +419,6 @@ pub fn load(path: &Path) -> Result<Scenario, String> {
     } else {
         serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())
     };
-    let parsed = value.and_then(|v| serde_json::from_value::<Scenario>(v).map_err(|e| e.to_string()));
+    let parsed = value.and_then(|v| serde_json::from_value::<Scenario>(v).map_err(|e| e.to_string())).and_then(checked);
     parsed.map_err(|e| format!("{} is not a valid scenario: {e}", path.display()))
 }

@@ -96,6 +96,12 @@ pub enum DriverError {
     /// The driver thread or its runtime could not be created.
     #[error("cannot start the driver thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// [`ExecutorDriver::events`] was called outside a tokio runtime.
+    #[error("the executor driver needs a tokio runtime to run on: call this from inside one")]
+    NoRuntime,
+    /// The driver's task ended without an outcome (it panicked or was cancelled).
+    #[error("the executor driver ended without an outcome: {0}")]
+    Ended(String),
 }
 
 /// How the driver behaves; [`DriverConfig::new`] gives upstream-compatible defaults.

@@ -42,6 +42,7 @@
 //! ```
 
 pub mod check;
+pub mod events;
 pub mod health;
 pub mod kill;
 pub mod launch;

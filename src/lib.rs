@@ -4,18 +4,78 @@
 //! executor POSTs `SUBSCRIBE`, reads a RecordIO stream of events, and POSTs
 //! `UPDATE`s and `MESSAGE`s back.
 //!
+//! # Quick start
+//! ```toml
+//! [dependencies]
+//! mesos-executor = "0.1"
+//! ```
+//! Implement [`Executor`] (or take the [`ExecutorEvent`] stream from
+//! [`ExecutorDriver::events`]), then in `main`:
+//! ```no_run
+//! # use mesos_executor::{DriverHandle, Executor, ShutdownReason, proto::v1::{KillPolicy, TaskId, TaskInfo}};
+//! # struct MyExecutor;
+//! # impl Executor for MyExecutor {
+//! #     fn launch_task(&mut self, _: &DriverHandle, _: TaskInfo) {}
+//! #     fn kill_task(&mut self, _: &DriverHandle, _: TaskId, _: Option<KillPolicy>) {}
+//! #     fn shutdown(&mut self, driver: &DriverHandle, _: ShutdownReason) { driver.stop(); }
+//! # }
+//! fn main() -> std::process::ExitCode {
+//!     match mesos_executor::ExecutorDriver::from_env(MyExecutor).and_then(|driver| driver.run()) {
+//!         Ok(outcome) => outcome.exit_code(), // 0, or 1 when the agent was lost or refused us
+//!         Err(e) => {
+//!             eprintln!("{e}"); // a bad MESOS_* environment
+//!             std::process::ExitCode::from(64)
+//!         }
+//!     }
+//! }
+//! ```
+//! `examples/` has three complete executors, each tested under the fake agent.
+//!
 //! # Lifecycle
-//! [`ExecutorDriver::from_env`] reads the environment; [`ExecutorDriver::run`] (or
-//! `start` then `join`) subscribes and calls your [`Executor`] one event at a time:
-//! `registered`, then `launch_task`, `kill_task`, ... Report task states through the
-//! [`DriverHandle`] from anywhere; every update is kept until the agent acknowledges it.
-//! On a lost connection the driver calls `disconnected`, then resubscribes
-//! (`reregistered`) if the framework checkpoints, or calls `shutdown` with a
-//! [`ShutdownReason`]. Your `shutdown` kills the tasks and calls
-//! [`DriverHandle::stop`], which ends the driver once the terminal updates are
-//! acknowledged; `run` then returns a [`DriverOutcome`] whose
-//! [`exit_code`](DriverOutcome::exit_code) a `main` can return. Every wait on the agent
-//! has a deadline (see `src/driver/lifecycle.rs`).
+//! 1. **Environment.** [`ExecutorDriver::from_env`] reads the `MESOS_*` variables the
+//!    agent set ([`ExecutorEnv`]); a missing or malformed one is an error naming it.
+//! 2. **Subscribe.** [`run`](ExecutorDriver::run) (or `start`, then `join`) POSTs
+//!    SUBSCRIBE and reads the event stream. The first SUBSCRIBED calls
+//!    [`Executor::registered`].
+//! 3. **Launch.** LAUNCH calls [`Executor::launch_task`] (LAUNCH_GROUP
+//!    [`Executor::launch_task_group`]); start the work and report with
+//!    [`DriverHandle::send_status_update`], for example `TaskStatus::running(&task.task_id)`.
+//! 4. **Update and acknowledge.** The driver fills in each update's uuid, timestamp,
+//!    source and ids, POSTs it, and keeps it until the agent's ACKNOWLEDGED names its uuid.
+//! 5. **Disconnect.** When the stream breaks, [`Executor::disconnected`] is called.
+//!    Without checkpointing (`MESOS_CHECKPOINT=0`) that is the end: step 7.
+//! 6. **Resubscribe.** With checkpointing the driver subscribes again (first at once,
+//!    then at most 4 times a second, at least once per `MESOS_SUBSCRIPTION_BACKOFF_MAX`),
+//!    carrying every unacknowledged update and task; success calls
+//!    [`Executor::reregistered`]. Past `MESOS_RECOVERY_TIMEOUT` it gives up: step 7.
+//! 7. **Shutdown.** [`Executor::shutdown`] is called once, with a [`ShutdownReason`]:
+//!    the agent's SHUTDOWN, the agent lost or never reached or refusing us, or
+//!    [`DriverHandle::request_shutdown`]. Kill every task, report it, then call
+//!    [`DriverHandle::stop`]: the driver ends once every update is acknowledged (or at
+//!    its stop timeout). If you do not stop it within
+//!    `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD`, it ends itself.
+//! 8. **Outcome.** `run`/`join` return a [`DriverOutcome`]; its
+//!    [`exit_code`](DriverOutcome::exit_code) is 0 for a normal end and 1 otherwise.
+//!
+//! Every wait on the agent has a deadline; the rules are a state machine in
+//! `src/driver/lifecycle.rs`.
+//!
+//! # What runs concurrently
+//! The driver runs on one task: it reads events, calls your callbacks one at a time in
+//! event order, and sends calls. A callback that blocks stops all of that, so hand long
+//! work to a thread or a tokio task. With `start`/`run` that task is alone on a thread
+//! and a single-threaded runtime of its own: callbacks never overlap each other, and a
+//! task you `tokio::spawn` from a callback runs on that runtime between callbacks. With
+//! [`run_async`](ExecutorDriver::run_async) or [`events`](ExecutorDriver::events) on a
+//! multi-threaded runtime, your tasks may run while a callback does. [`DriverHandle`] is
+//! `Clone + Send + Sync`: report from anywhere.
+//!
+//! # Logging
+//! The library logs through [`tracing`](https://docs.rs/tracing) (spans carry the
+//! framework and executor ids, lines about a task its `task_id`) and installs nothing:
+//! without a subscriber you see no logs. Install one in `main`, for example
+//! `tracing_subscriber::fmt().with_writer(std::io::stderr).init()`, and filter with
+//! `RUST_LOG`. Tokens and secret values are never logged.
 //!
 //! # Layout
 //! - [`proto`]: the protocol types, generated from our proto2 files in `proto/`.
@@ -57,4 +117,6 @@ pub use executor::{
     Executor,
     events::{Events, ExecutorEvent},
 };
+#[doc(no_inline)]
+pub use proto::v1::{TaskId, TaskInfo, TaskState, TaskStatus};
 pub use wire::{ContentType, WireError};

@@ -8,37 +8,59 @@
 //!
 //! # Callbacks must not block
 //! They run on the thread that also reads the event stream and sends calls. Hand long
-//! work to a thread or a tokio task (the driver's runtime is current when callbacks run,
-//! so `tokio::spawn` works) and report back through the [`DriverHandle`], which is
-//! `Clone + Send + Sync`:
+//! work to a thread or a tokio task and report back through the [`DriverHandle`], which
+//! is `Clone + Send + Sync`. With [`ExecutorDriver::start`](crate::ExecutorDriver::start) and
+//! [`run`](crate::ExecutorDriver::run)
+//! the driver has a thread and a single-threaded tokio runtime of its own: callbacks
+//! never run concurrently with each other or with the driver's work, and a task
+//! spawned with `tokio::spawn` from a callback runs on that runtime between callbacks.
+//! With [`run_async`](crate::ExecutorDriver::run_async) or [`events`](crate::ExecutorDriver::events) on a multi-threaded
+//! runtime, your own tasks can run at the same time as a callback.
 //!
-//! ```no_run
-//! use mesos_executor::{DriverHandle, Executor, proto::v1::{TaskInfo, TaskState, TaskStatus, TaskId, KillPolicy}};
+//! A kill must really stop the work (nothing may be reported for a task after its
+//! terminal update), and shutdown must end and report every task before it stops the
+//! driver:
 //!
-//! struct Sleeper;
+//! ```
+//! use std::{collections::HashMap, sync::mpsc, thread, time::Duration};
+//! use mesos_executor::{DriverHandle, Executor, ShutdownReason, proto::v1::{KillPolicy, TaskId, TaskInfo, TaskStatus}};
+//!
+//! #[derive(Default)]
+//! struct Sleeper {
+//!     tasks: HashMap<String, (mpsc::Sender<()>, thread::JoinHandle<()>)>,
+//! }
 //!
 //! impl Executor for Sleeper {
 //!     fn launch_task(&mut self, driver: &DriverHandle, task: TaskInfo) {
-//!         let driver = driver.clone();
-//!         let update = |id: &TaskId, state: TaskState| TaskStatus {
-//!             task_id: id.clone(),
-//!             state: state as i32,
-//!             ..Default::default()
-//!         };
-//!         let _ = driver.send_status_update(update(&task.task_id, TaskState::TaskRunning));
+//!         let (driver, id) = (driver.clone(), task.task_id.clone());
+//!         let _ = driver.send_status_update(TaskStatus::running(&id));
+//!         let (stop, stopped) = mpsc::channel();
 //!         // Long work elsewhere; the handle reports back from any thread.
-//!         std::thread::spawn(move || {
-//!             std::thread::sleep(std::time::Duration::from_secs(1));
-//!             let _ = driver.send_status_update(update(&task.task_id, TaskState::TaskFinished));
+//!         let work = thread::spawn(move || {
+//!             let end = match stopped.recv_timeout(Duration::from_secs(1)) {
+//!                 Err(mpsc::RecvTimeoutError::Timeout) => TaskStatus::finished(&id),
+//!                 _ => TaskStatus::killed(&id),
+//!             };
+//!             let _ = driver.send_status_update(end);
 //!         });
+//!         self.tasks.insert(task.task_id.value, (stop, work));
 //!     }
 //!     fn kill_task(&mut self, driver: &DriverHandle, task_id: TaskId, _policy: Option<KillPolicy>) {
-//!         let _ = driver.send_status_update(TaskStatus { task_id, state: TaskState::TaskKilled as i32, ..Default::default() });
+//!         match self.tasks.remove(&task_id.value) {
+//!             // The work stops and reports TASK_KILLED itself.
+//!             Some((stop, work)) => { let _ = stop.send(()); let _ = work.join(); }
+//!             None => { let _ = driver.send_status_update(TaskStatus::killed(task_id)); }
+//!         }
 //!     }
-//!     fn shutdown(&mut self, driver: &DriverHandle, _reason: mesos_executor::ShutdownReason) {
-//!         driver.stop();
+//!     fn shutdown(&mut self, driver: &DriverHandle, _reason: ShutdownReason) {
+//!         for (_, (stop, work)) in self.tasks.drain() {
+//!             let _ = stop.send(());
+//!             let _ = work.join();
+//!         }
+//!         driver.stop(); // The driver ends once the agent has acknowledged every update.
 //!     }
 //! }
+//! # let _ = Sleeper::default();
 //! ```
 
 pub mod check;

@@ -292,7 +292,28 @@ impl ExecutorEnv {
         Self::from_lookup(&ProcessEnv)
     }
 
-    /// Reads the variables from `env`.
+    /// Reads the variables from `env` (a map in tests, the process in production).
+    ///
+    /// ```
+    /// use std::{collections::BTreeMap, time::Duration};
+    /// use mesos_executor::{EnvError, ExecutorEnv};
+    ///
+    /// let mut vars = BTreeMap::from([
+    ///     ("MESOS_FRAMEWORK_ID", "f1"),
+    ///     ("MESOS_EXECUTOR_ID", "e1"),
+    ///     ("MESOS_SLAVE_PID", "slave(1)@10.0.0.5:5051"),
+    ///     ("MESOS_CHECKPOINT", "1"),
+    ///     ("MESOS_RECOVERY_TIMEOUT", "2mins"),
+    /// ]);
+    /// let env = ExecutorEnv::from_lookup(&vars)?;
+    /// assert_eq!(env.agent.authority(), "10.0.0.5:5051");
+    /// assert!(env.checkpoint);
+    /// assert_eq!(env.recovery_timeout, Duration::from_secs(120));
+    /// vars.insert("MESOS_RECOVERY_TIMEOUT", "2 minutes");
+    /// let error = ExecutorEnv::from_lookup(&vars).unwrap_err();
+    /// assert!(error.to_string().contains("MESOS_RECOVERY_TIMEOUT"), "{error}");
+    /// # Ok::<(), EnvError>(())
+    /// ```
     ///
     /// # Errors
     /// The first missing or malformed variable.
@@ -412,6 +433,15 @@ const UNITS: [(&str, u128); 8] = [
 /// no sign, no spaces, no exponent. Computed exactly in decimal (stout goes through a
 /// double and may be one nanosecond lower), truncated to whole nanoseconds, and at
 /// most `i64::MAX` nanoseconds as upstream stores it.
+///
+/// ```
+/// use std::time::Duration;
+/// use mesos_executor::env::parse_duration;
+/// assert_eq!(parse_duration("5secs"), Ok(Duration::from_secs(5)));
+/// assert_eq!(parse_duration("1.5mins"), Ok(Duration::from_secs(90)));
+/// assert!(parse_duration("5s").is_err(), "stout spells it secs");
+/// assert!(parse_duration("16000weeks").is_err(), "past i64 nanoseconds");
+/// ```
 pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or("no unit")?;
     let (number, unit) = text.split_at(split);
@@ -453,6 +483,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
 
 /// Formats a duration as the agent exports it (stout `stringify(Duration)`):
 /// the largest unit the value reaches, or the next smaller one when that makes it whole.
+///
+/// ```
+/// use std::time::Duration;
+/// use mesos_executor::env::format_duration;
+/// assert_eq!(format_duration(Duration::from_secs(900)), "15mins");
+/// assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+/// ```
 pub fn format_duration(duration: Duration) -> String {
     let nanos = duration.as_nanos();
     let mut index = UNITS.iter().rposition(|(_, f)| nanos >= *f).unwrap_or(0);

@@ -100,6 +100,13 @@ fn json_in() -> DeserializeOptions {
 
 /// Encodes `msg` in the given media type.
 ///
+/// ```
+/// use mesos_executor::{ContentType, proto::v1::TaskStatus, wire};
+/// let json = wire::encode(&TaskStatus::running("t1"), ContentType::Json)?;
+/// assert_eq!(String::from_utf8(json).unwrap(), r#"{"task_id":{"value":"t1"},"state":"TASK_RUNNING"}"#);
+/// # Ok::<(), mesos_executor::WireError>(())
+/// ```
+///
 /// # Errors
 /// Only [`WireError::NoDescriptor`], which signals a build defect.
 pub fn encode<M: Message + Name>(msg: &M, content_type: ContentType) -> Result<Vec<u8>, WireError> {
@@ -120,6 +127,15 @@ pub fn encode<M: Message + Name>(msg: &M, content_type: ContentType) -> Result<V
 /// Decodes a message of type `M` from `bytes` in the given media type.
 ///
 /// Unknown fields and unknown enum numbers from a newer peer are tolerated.
+///
+/// ```
+/// use mesos_executor::{ContentType, proto::v1::{TaskState, TaskStatus}, wire};
+/// let bytes = wire::encode(&TaskStatus::killed("t1"), ContentType::Protobuf)?;
+/// let status: TaskStatus = wire::decode(&bytes, ContentType::Protobuf)?;
+/// assert_eq!(status.state(), TaskState::TaskKilled);
+/// assert!(wire::decode::<TaskStatus>(b"{not json", ContentType::Json).is_err());
+/// # Ok::<(), mesos_executor::WireError>(())
+/// ```
 ///
 /// # Errors
 /// [`WireError::Protobuf`] or [`WireError::Json`] naming what was malformed.

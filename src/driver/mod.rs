@@ -199,6 +199,24 @@ impl DriverHandle {
     /// `SOURCE_EXECUTOR`, the executor id and the agent id, and keeps the update until
     /// the agent acknowledges it, across reconnections. Returns the uuid.
     ///
+    /// ```
+    /// use mesos_executor::{DriverConfig, DriverError, ExecutorDriver, ExecutorEnv, proto::v1::TaskStatus};
+    /// # use mesos_executor::{DriverHandle, Executor, ShutdownReason, proto::v1::{KillPolicy, TaskId, TaskInfo}};
+    /// # struct Nothing;
+    /// # impl Executor for Nothing {
+    /// #     fn launch_task(&mut self, _: &DriverHandle, _: TaskInfo) {}
+    /// #     fn kill_task(&mut self, _: &DriverHandle, _: TaskId, _: Option<KillPolicy>) {}
+    /// #     fn shutdown(&mut self, d: &DriverHandle, _: ShutdownReason) { d.stop(); }
+    /// # }
+    /// let env = ExecutorEnv::from_lookup(&[
+    ///     ("MESOS_FRAMEWORK_ID", "f"), ("MESOS_EXECUTOR_ID", "e"), ("MESOS_SLAVE_PID", "slave(1)@127.0.0.1:5051"),
+    /// ].into_iter().collect::<std::collections::BTreeMap<_, _>>()).unwrap();
+    /// let driver = ExecutorDriver::new(Nothing, DriverConfig::new(env));
+    /// // Not started yet: the handle fails fast rather than queueing.
+    /// let refused = driver.handle().send_status_update(TaskStatus::running("t"));
+    /// assert!(matches!(refused, Err(DriverError::NotRunning(_))));
+    /// ```
+    ///
     /// # Errors
     /// [`DriverError::NotRunning`], or [`DriverError::InvalidUpdate`] for a state the
     /// agent always refuses (`TASK_STAGING`) or an empty task id.
@@ -277,6 +295,50 @@ impl DriverHandle {
 }
 
 /// Runs an [`Executor`] against the agent.
+///
+/// A whole life against the fake agent (our test double of a Mesos agent): subscribe,
+/// a launch reported RUNNING then FINISHED, SHUTDOWN, and the outcome.
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// use std::time::Duration;
+/// use mesos_executor::{
+///     DriverConfig, DriverHandle, DriverStatus, Executor, ExecutorDriver, ExecutorEnv, ShutdownReason,
+///     proto::v1::{KillPolicy, TaskId, TaskInfo, TaskState, TaskStatus},
+/// };
+///
+/// struct Quick;
+/// impl Executor for Quick {
+///     fn launch_task(&mut self, driver: &DriverHandle, task: TaskInfo) {
+///         let _ = driver.send_status_update(TaskStatus::running(&task.task_id));
+///         let _ = driver.send_status_update(TaskStatus::finished(&task.task_id));
+///     }
+///     fn kill_task(&mut self, driver: &DriverHandle, task_id: TaskId, _: Option<KillPolicy>) {
+///         let _ = driver.send_status_update(TaskStatus::killed(task_id));
+///     }
+///     fn shutdown(&mut self, driver: &DriverHandle, reason: ShutdownReason) {
+///         assert_eq!(reason, ShutdownReason::AgentShutdown);
+///         driver.stop();
+///     }
+/// }
+///
+/// let agent = fake_agent::FakeAgent::new(Default::default()).start().await.unwrap();
+/// let sandbox = tempfile::tempdir().unwrap();
+/// agent.expect_executor(sandbox.path());
+/// let env = ExecutorEnv::from_lookup(&agent.executor_env(sandbox.path())).unwrap();
+/// let mut driver = ExecutorDriver::new(Quick, DriverConfig::new(env));
+/// driver.start().unwrap(); // on a thread of its own
+///
+/// let task = TaskInfo { name: "t".into(), task_id: TaskId::from("t"), ..Default::default() };
+/// agent.agent.launch(task);
+/// let finished = |s: &fake_agent::agent::State| s.task("t").is_some_and(|t| t.state == TaskState::TaskFinished);
+/// agent.agent.wait_for("t finished", Duration::from_secs(5), finished, |_| String::new()).await.unwrap();
+/// agent.agent.shutdown();
+/// let outcome = tokio::task::spawn_blocking(move || driver.join()).await.unwrap();
+/// assert_eq!(outcome.status, DriverStatus::Stopped);
+/// assert!(outcome.is_success());
+/// # }
+/// ```
 pub struct ExecutorDriver<E: Executor> {
     executor: Option<E>,
     config: DriverConfig,

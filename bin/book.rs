@@ -8,10 +8,14 @@
 //! # Rules (upstream's command executor and default executor, reference §9)
 //! - Launch: refused with TASK_FAILED when the executor is shutting down, when the id
 //!   is taken, or for a second task of the drop-in command executor; TASK_ERROR when
-//!   the task cannot be prepared (no command, an image, a secret reference). Else
-//!   TASK_STARTING, the spawn, then TASK_RUNNING, or TASK_FAILED if the spawn failed.
-//! - A task group is refused or started as a whole: every TASK_STARTING, then each
-//!   TASK_RUNNING. The command executor refuses groups (TASK_ERROR).
+//!   the task cannot be prepared (no command, an image, a secret reference); TASK_FAILED
+//!   with REASON_CONTAINER_LIMITATION when it would exceed `--max_tasks` running at once.
+//!   Else TASK_STARTING, the start, then TASK_RUNNING, or TASK_FAILED if it could not
+//!   start.
+//! - A task group is refused or started as a whole: every TASK_STARTING, then one start
+//!   of all members behind a barrier (the supervisor prepares every member, and starts
+//!   none unless all are prepared), then each TASK_RUNNING. A group that would cross
+//!   `--max_tasks` is refused whole. The command executor refuses groups (TASK_ERROR).
 //! - Kill: TASK_KILLING (with the framework's capability), SIGTERM, and SIGKILL when
 //!   the grace period ends: the KILL's policy, else the task's, else 3 s. A repeated
 //!   kill can only shorten the time left. A KILL for a task never seen gets TASK_KILLED.
@@ -42,6 +46,8 @@ use mesos_executor::{
     proto::v1::{CheckInfo, CheckStatusInfo, HealthCheck, KillPolicy, TaskInfo, TaskState, task_status::Reason},
 };
 use tokio::time::Instant;
+
+use crate::group::GroupFile;
 
 /// How the daemon was deployed (see the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,10 +109,13 @@ pub enum Input {
     Registered { killing_state: bool },
     /// LAUNCH, with the task's process as prepared (or why it could not be).
     Launch { task: Box<TaskInfo>, spec: Result<LaunchSpec, LaunchError> },
-    /// LAUNCH_GROUP, each member with its prepared process.
-    LaunchGroup { members: Vec<(TaskInfo, Result<LaunchSpec, LaunchError>)> },
-    /// The spawn asked for by [`Effect::Spawn`] succeeded or failed.
+    /// LAUNCH_GROUP, each member with its prepared process, and the group's file.
+    LaunchGroup { members: Vec<(TaskInfo, Result<LaunchSpec, LaunchError>)>, file: Option<GroupFile> },
+    /// A member's process asked for by [`Effect::Start`] started or failed to.
     Spawned { task_id: String, result: Result<(), String> },
+    /// The start asked for by [`Effect::Start`] did not happen: `member` could not be
+    /// prepared, so none of `task_ids` started.
+    NotStarted { task_ids: Vec<String>, member: String, error: String },
     /// KILL from the agent.
     Kill { task_id: String, policy: Option<KillPolicy> },
     /// The executor must shut down.
@@ -126,8 +135,10 @@ pub enum Input {
 pub enum Effect {
     /// Send a status update.
     Report(Report),
-    /// Start the task's process; answer with [`Input::Spawned`].
-    Spawn { task_id: String, spec: Box<LaunchSpec> },
+    /// Prepare every member (output files, user, program, the group file), then, only if
+    /// all are prepared, start them; answer with [`Input::Spawned`] for each, or one
+    /// [`Input::NotStarted`].
+    Start { members: Vec<(String, Box<LaunchSpec>)>, file: Option<GroupFile> },
     /// Start the task's health and general checks.
     Probe { task_id: String, health: Option<Box<HealthCheck>>, check: Option<Box<CheckInfo>> },
     /// Stop the task's probes and timers.
@@ -174,6 +185,8 @@ struct Task {
 pub struct TaskBook {
     mode: Mode,
     shutdown_grace: Duration,
+    /// `--max_tasks`: most tasks running (not ended) at once.
+    max_tasks: Option<usize>,
     killing_state: bool,
     tasks: BTreeMap<String, Task>,
     groups: Vec<Vec<String>>,
@@ -187,11 +200,13 @@ fn duration(d: Option<&mesos_executor::proto::v1::DurationInfo>) -> Option<Durat
 }
 
 impl TaskBook {
-    /// An empty book for `mode`, with `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD`.
-    pub fn new(mode: Mode, shutdown_grace: Duration) -> Self {
+    /// An empty book for `mode`, with `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD` and at most
+    /// `max_tasks` tasks running at once.
+    pub fn new(mode: Mode, shutdown_grace: Duration, max_tasks: Option<usize>) -> Self {
         TaskBook {
             mode,
             shutdown_grace,
+            max_tasks,
             killing_state: false,
             tasks: BTreeMap::new(),
             groups: Vec::new(),
@@ -207,8 +222,9 @@ impl TaskBook {
         match input {
             Input::Registered { killing_state } => self.killing_state = killing_state,
             Input::Launch { task, spec } => self.launch(*task, spec, &mut out),
-            Input::LaunchGroup { members } => self.launch_group(members, &mut out),
+            Input::LaunchGroup { members, file } => self.launch_group(members, file, &mut out),
             Input::Spawned { task_id, result } => self.spawned(&task_id, result, now, &mut out),
+            Input::NotStarted { task_ids, member, error } => self.not_started(&task_ids, &member, &error, &mut out),
             Input::Kill { task_id, policy } => self.kill_requested(&task_id, policy.as_ref(), now, &mut out),
             Input::Shutdown => self.shutdown(now, &mut out),
             Input::Exited { task_id, exit } => self.exited(&task_id, exit, now, &mut out),
@@ -268,6 +284,17 @@ impl TaskBook {
         None
     }
 
+    /// Why `more` tasks cannot be admitted now, if the cap says so.
+    fn over_cap(&self, more: usize) -> Option<String> {
+        let cap = self.max_tasks?;
+        let live = self.tasks.values().filter(|t| !t.done).count();
+        (live.saturating_add(more) > cap).then(|| {
+            format!(
+                "the executor runs at most {cap} tasks at once (--max_tasks); {live} are running, {more} more asked"
+            )
+        })
+    }
+
     fn enter(&mut self, task: &TaskInfo, group: Option<usize>) {
         let check_status = task.check.as_ref().and_then(mesos_executor::executor::check::empty);
         self.tasks.insert(
@@ -299,12 +326,20 @@ impl TaskBook {
             Ok(spec) => spec,
             Err(e) => return Self::refuse(out, &id, TaskState::TaskError, Reason::TaskInvalid, e.to_string()),
         };
+        if let Some(why) = self.over_cap(1) {
+            return Self::refuse(out, &id, TaskState::TaskFailed, Reason::ContainerLimitation, why);
+        }
         self.enter(&task, None);
         self.report(out, &id, TaskState::TaskStarting, None, None);
-        out.push(Effect::Spawn { task_id: id, spec: Box::new(spec) });
+        out.push(Effect::Start { members: vec![(id, Box::new(spec))], file: None });
     }
 
-    fn launch_group(&mut self, members: Vec<(TaskInfo, Result<LaunchSpec, LaunchError>)>, out: &mut Vec<Effect>) {
+    fn launch_group(
+        &mut self,
+        members: Vec<(TaskInfo, Result<LaunchSpec, LaunchError>)>,
+        file: Option<GroupFile>,
+        out: &mut Vec<Effect>,
+    ) {
         if self.mode == Mode::Command {
             for (task, _) in &members {
                 let message = "task groups need a custom executor, not the command executor".to_owned();
@@ -328,6 +363,14 @@ impl TaskBook {
             }
             return;
         }
+        if let Some(why) = self.over_cap(ids.len()) {
+            // Never half a group.
+            for id in &ids {
+                let message = format!("task group refused: {why}");
+                Self::refuse(out, id, TaskState::TaskFailed, Reason::ContainerLimitation, message);
+            }
+            return;
+        }
         self.launched = true;
         let index = self.groups.len();
         self.groups.push(ids.clone());
@@ -335,10 +378,24 @@ impl TaskBook {
             self.enter(task, Some(index));
             self.report(out, &task.task_id.value, TaskState::TaskStarting, None, None);
         }
-        for (task, spec) in members {
-            if let Ok(spec) = spec {
-                out.push(Effect::Spawn { task_id: task.task_id.value, spec: Box::new(spec) });
+        let start = members.into_iter().filter_map(|(t, s)| s.ok().map(|s| (t.task_id.value, Box::new(s)))).collect();
+        out.push(Effect::Start { members: start, file });
+    }
+
+    /// A start that did not happen: every task of it fails, naming the member.
+    fn not_started(&mut self, ids: &[String], member: &str, error: &str, out: &mut Vec<Effect>) {
+        for id in ids {
+            let Some(task) = self.tasks.get_mut(id) else { continue };
+            if task.done {
+                continue;
             }
+            task.done = true;
+            let message = if ids.len() > 1 {
+                format!("task group not started: member {member:?} could not be prepared: {error}")
+            } else {
+                format!("task not started: {error}")
+            };
+            self.report(out, id, TaskState::TaskFailed, Some(message), Some(Reason::ContainerLaunchFailed));
         }
     }
 

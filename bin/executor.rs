@@ -55,7 +55,7 @@ impl Executor for CommandExecutor {
     fn registered(&mut self, _: &DriverHandle, executor: &ExecutorInfo, framework: &FrameworkInfo, agent: &AgentInfo) {
         let killing_state = framework.capabilities.iter().any(|c| c.r#type() == capability::Type::TaskKillingState);
         info!(executor_id = %executor.executor_id.value, framework = %framework.name, agent = %agent.hostname, killing_state, "registered");
-        self.send(Msg::Book(Input::Registered { killing_state }));
+        self.send(Msg::Registered { killing_state, hostname: agent.hostname.clone() });
     }
 
     fn launch_task(&mut self, _: &DriverHandle, task: TaskInfo) {
@@ -68,6 +68,10 @@ impl Executor for CommandExecutor {
 
     fn kill_task(&mut self, _: &DriverHandle, task_id: TaskId, kill_policy: Option<KillPolicy>) {
         self.send(Msg::Book(Input::Kill { task_id: task_id.value, policy: kill_policy }));
+    }
+
+    fn acknowledged(&mut self, _: &DriverHandle, task_id: &TaskId, uuid: &[u8]) {
+        self.send(Msg::Acked { task_id: task_id.value.clone(), uuid: uuid.to_vec() });
     }
 
     fn framework_message(&mut self, _: &DriverHandle, data: Bytes) {

@@ -4,6 +4,8 @@
 
 mod book;
 mod executor;
+mod group;
+mod state_file;
 mod supervisor;
 mod trim;
 mod watchdog;
@@ -119,6 +121,30 @@ struct Args {
         env = "MESOS_EXECUTOR_LOG_FORMAT"
     )]
     log_format: LogFormat,
+    /// Most tasks running at once (off by default): a LAUNCH over it, or a LAUNCH_GROUP
+    /// that would cross it, gets TASK_FAILED (REASON_CONTAINER_LIMITATION) at once.
+    #[arg(long = "max_tasks", alias = "max-tasks", env = "MESOS_EXECUTOR_MAX_TASKS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_tasks: Option<u32>,
+    /// Where the state file for operators goes (default: `mesos-executor-state.json` in
+    /// the sandbox).
+    #[arg(long = "state_file", alias = "state-file", env = "MESOS_EXECUTOR_STATE_FILE")]
+    state_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+/// What else the binary does.
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Print an executor's state file as a table.
+    State {
+        /// The executor's sandbox (its state file is `mesos-executor-state.json` there).
+        #[arg(long)]
+        sandbox: Option<PathBuf>,
+        /// The state file itself.
+        #[arg(long = "state_file", alias = "state-file")]
+        state_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -196,6 +222,18 @@ fn main() -> ExitCode {
     if let (Some(parent), Some(prefix)) = (args.watchdog, &args.watchdog_marker) {
         return watchdog::run(parent, prefix);
     }
+    if let Some(Sub::State { sandbox, state_file }) = &args.command {
+        return match state_file::table(sandbox.as_deref(), state_file.as_deref()) {
+            Ok(table) => {
+                print!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mesos-executor state: {e}");
+                ExitCode::from(EX_USAGE)
+            }
+        };
+    }
     init_logging(args.log_format);
     let env = match ExecutorEnv::from_process() {
         Ok(env) => env,
@@ -266,6 +304,7 @@ fn main() -> ExitCode {
         Ok(d) => d,
         Err(code) => return code,
     };
+    let state_path = sandbox.join(state_file::FILE_NAME);
     let supervisor_config = SupervisorConfig {
         mode,
         sandbox,
@@ -273,6 +312,10 @@ fn main() -> ExitCode {
         user: args.user,
         shutdown_grace: config.env.shutdown_grace_period,
         nonce: nonce.clone(),
+        max_tasks: args.max_tasks.and_then(|n| usize::try_from(n).ok()),
+        state_file: args.state_file.clone().unwrap_or_else(|| state_path.clone()),
+        executor_id: config.env.executor_id.clone(),
+        framework_id: config.env.framework_id.clone(),
         // The process's own environment, once, at the edge: the base of every task's.
         // A variable that is not UTF-8 cannot be passed on faithfully, so it is not.
         base_env: std::env::vars_os()

@@ -29,7 +29,11 @@ use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tracing::{info, warn};
 
 pub use crate::book::Mode;
-use crate::book::{Effect, Input, Report, Signal, TaskBook};
+use crate::{
+    book::{Effect, Input, Report, Signal, TaskBook},
+    group::{self, GroupFile},
+    state_file::StateFile,
+};
 
 /// What the supervisor needs to know.
 #[derive(Debug, Clone)]
@@ -51,11 +55,23 @@ pub struct SupervisorConfig {
     /// Tasks by latest state (`mesos_executor_tasks{state}`), registered with the
     /// driver's metrics.
     pub tasks_gauge: IntGaugeVec,
+    /// `--max_tasks`: most tasks running at once.
+    pub max_tasks: Option<usize>,
+    /// Where the state file goes.
+    pub state_file: PathBuf,
+    /// For the state file.
+    pub executor_id: String,
+    /// For the state file.
+    pub framework_id: String,
 }
 
 /// Messages to the supervisor.
 #[derive(Debug)]
 pub(crate) enum Msg {
+    /// SUBSCRIBED: the framework's capability, and the agent host (for group addresses).
+    Registered { killing_state: bool, hostname: String },
+    /// ACKNOWLEDGED, for the state file.
+    Acked { task_id: String, uuid: Vec<u8> },
     /// LAUNCH: to be prepared, then given to the book.
     Launch(Box<TaskInfo>),
     /// LAUNCH_GROUP: likewise.
@@ -91,12 +107,25 @@ pub(crate) struct Supervisor {
     procs: HashMap<String, Proc>,
     /// Latest state reported per task, for the gauge.
     states: HashMap<String, TaskState>,
+    /// The agent's host name, for group addresses.
+    hostname: String,
+    state: StateFile,
 }
 
 impl Supervisor {
     pub fn new(driver: DriverHandle, config: SupervisorConfig, tx: mpsc::UnboundedSender<Msg>) -> Self {
-        let book = TaskBook::new(config.mode, config.shutdown_grace);
-        Supervisor { driver, config, tx, book, procs: HashMap::new(), states: HashMap::new() }
+        let book = TaskBook::new(config.mode, config.shutdown_grace, config.max_tasks);
+        let state = StateFile::new(config.state_file.clone(), config.executor_id.clone(), config.framework_id.clone());
+        Supervisor {
+            driver,
+            config,
+            tx,
+            book,
+            procs: HashMap::new(),
+            states: HashMap::new(),
+            hostname: "localhost".to_owned(),
+            state,
+        }
     }
 
     /// Handles messages until the channel closes; reaps orphans as a subreaper.
@@ -120,28 +149,58 @@ impl Supervisor {
 
     fn handle(&mut self, msg: Msg) {
         let input = match msg {
+            Msg::Registered { killing_state, hostname } => {
+                self.hostname = hostname;
+                Input::Registered { killing_state }
+            }
+            Msg::Acked { task_id, uuid } => {
+                self.state.acknowledged(&task_id, &uuid);
+                self.state.flush();
+                return;
+            }
             Msg::Launch(task) => {
                 let spec = self.prepare(&task);
                 Input::Launch { task, spec }
             }
-            Msg::LaunchGroup(group) => {
-                let members = group.tasks.into_iter().map(|t| (self.prepare(&t), t)).map(|(s, t)| (t, s)).collect();
-                Input::LaunchGroup { members }
+            Msg::LaunchGroup(group) => self.prepare_group(group.tasks),
+            Msg::Book(input) => {
+                if let Input::Exited { task_id, exit } = &input {
+                    self.state.exited(task_id, exit);
+                }
+                input
             }
-            Msg::Book(input) => input,
         };
         self.apply(input);
+        self.state.flush();
+    }
+
+    /// Prepares every member of a group, and, when all are valid, tells each of them
+    /// about the whole group (`group.rs`) in its environment and in the group file.
+    fn prepare_group(&self, tasks: Vec<TaskInfo>) -> Input {
+        let mut members: Vec<(TaskInfo, Result<LaunchSpec, LaunchError>)> =
+            tasks.into_iter().map(|t| (self.prepare(&t), t)).map(|(s, t)| (t, s)).collect();
+        if members.iter().any(|(_, s)| s.is_err()) {
+            return Input::LaunchGroup { members, file: None };
+        }
+        let infos: Vec<TaskInfo> = members.iter().map(|(t, _)| t.clone()).collect();
+        let description = group::describe(&infos, &self.hostname);
+        let file = group::file(&description, &self.config.sandbox);
+        let vars = group::env(&description, &file.path);
+        for (_, spec) in &mut members {
+            if let Ok(spec) = spec {
+                spec.env.extend(vars.iter().cloned());
+            }
+        }
+        Input::LaunchGroup { members, file: Some(file) }
     }
 
     /// Steps the book with `input`, performs its effects, and does the same for any
-    /// input an effect produces (a spawn's result) before returning.
+    /// input an effect produces (a start's results) before returning.
     fn apply(&mut self, input: Input) {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             for effect in self.book.step(input, Instant::now()) {
-                if let Some(next) = self.perform(effect) {
-                    inputs.push_back(next);
-                }
+                self.perform(effect, &mut inputs);
             }
         }
     }
@@ -158,10 +217,10 @@ impl Supervisor {
         Ok(spec)
     }
 
-    fn perform(&mut self, effect: Effect) -> Option<Input> {
+    fn perform(&mut self, effect: Effect, inputs: &mut VecDeque<Input>) {
         match effect {
             Effect::Report(report) => self.report(report),
-            Effect::Spawn { task_id, spec } => return Some(self.spawn(task_id, *spec)),
+            Effect::Start { members, file } => inputs.extend(self.start(members, file)),
             Effect::Probe { task_id, health, check } => self.probe(&task_id, health.map(|h| *h), check.map(|c| *c)),
             Effect::Quiet { task_id } => {
                 if let Some(proc) = self.procs.get_mut(&task_id) {
@@ -169,7 +228,7 @@ impl Supervisor {
                 }
             }
             Effect::Signal { task_id, signal } => {
-                let proc = self.procs.get(&task_id)?;
+                let Some(proc) = self.procs.get(&task_id) else { return };
                 let signal = match signal {
                     Signal::Term => Sig::SIGTERM,
                     Signal::Kill => Sig::SIGKILL,
@@ -194,12 +253,11 @@ impl Supervisor {
                 self.driver.stop();
             }
         }
-        None
     }
 
     /// Sends an update; the driver fills in uuid, timestamp, source and ids.
     fn report(&mut self, report: Report) {
-        let Report { task_id, state, message, reason, healthy, check_status } = report;
+        let Report { task_id, state, message, reason, healthy, check_status } = report.clone();
         match (&message, state) {
             (Some(message), TaskState::TaskError | TaskState::TaskFailed) => {
                 warn!(task_id, state = state.as_str_name(), %message, "status update")
@@ -215,10 +273,14 @@ impl Supervisor {
             check_status,
             ..Default::default()
         };
-        if let Err(e) = self.driver.send_status_update(status) {
-            warn!(task_id, error = %e, "status update not sent");
-            return;
-        }
+        let uuid = match self.driver.send_status_update(status) {
+            Ok(uuid) => uuid,
+            Err(e) => {
+                warn!(task_id, error = %e, "status update not sent");
+                return;
+            }
+        };
+        self.state.reported(&report, uuid);
         let gauge = &self.config.tasks_gauge;
         if let Some(previous) = self.states.insert(task_id, state) {
             gauge.with_label_values(&[previous.as_str_name()]).dec();
@@ -241,10 +303,39 @@ impl Supervisor {
         Ok((open.open(dir.join("stdout"))?.into(), open.open(dir.join("stderr"))?.into()))
     }
 
+    /// The start barrier: prepares every member (its output files, its user and program,
+    /// the group file) and starts them only if all are prepared; otherwise none runs.
+    fn start(&mut self, members: Vec<(String, Box<LaunchSpec>)>, file: Option<GroupFile>) -> Vec<Input> {
+        let ids: Vec<String> = members.iter().map(|(id, _)| id.clone()).collect();
+        let mut prepared = Vec::new();
+        for (task_id, spec) in members {
+            let ready = process::preflight(&spec).and_then(|()| self.output(&task_id));
+            match ready {
+                Ok(output) => prepared.push((task_id, spec, output)),
+                Err(e) => {
+                    let error = format!("cannot start {:?}: {e}", spec.program);
+                    return vec![Input::NotStarted { task_ids: ids, member: task_id, error }];
+                }
+            }
+        }
+        if let Some(file) = file {
+            let written = file
+                .path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| mesos_executor::metrics::write_atomically(&file.path, &file.contents));
+            if let Err(e) = written {
+                let error = format!("cannot write the group file {}: {e}", file.path.display());
+                let member = ids.first().cloned().unwrap_or_default();
+                return vec![Input::NotStarted { task_ids: ids, member, error }];
+            }
+        }
+        prepared.into_iter().map(|(task_id, spec, output)| self.spawn(task_id, *spec, output)).collect()
+    }
+
     /// Spawns the task's process and a waiter that reports its exit.
-    fn spawn(&mut self, task_id: String, spec: LaunchSpec) -> Input {
-        let spawned =
-            self.output(&task_id).and_then(|(out, err)| process::spawn(&spec, &self.config.sandbox, out, err));
+    fn spawn(&mut self, task_id: String, spec: LaunchSpec, (out, err): (Stdio, Stdio)) -> Input {
+        let spawned = process::spawn(&spec, &self.config.sandbox, out, err);
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -257,6 +348,7 @@ impl Supervisor {
             process::own_child(pid);
         }
         info!(task_id, pid, "task started");
+        self.state.started(&task_id, pid);
         let marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
         self.procs.insert(task_id.clone(), Proc { pid, marker, env: Arc::new(spec.env), timers: Vec::new() });
         // The waiter is detached: it must outlive kills and report the exit.

@@ -74,11 +74,11 @@ fn st(id: &str, state: TaskState) -> (String, TaskState) {
 /// A book with task `id` running since `now`.
 fn running(mode: Mode, id: &str, killing_state: bool) -> (TaskBook, Instant) {
     let now = Instant::now();
-    let mut book = TaskBook::new(mode, 5 * SEC);
+    let mut book = TaskBook::new(mode, 5 * SEC, None);
     book.step(Input::Registered { killing_state }, now);
     let effects = book.step(launch(task(id)), now);
     assert_eq!(reports(&effects), [st(id, TaskState::TaskStarting)]);
-    assert!(matches!(&effects[1], Effect::Spawn { task_id, .. } if task_id == id));
+    assert!(matches!(&effects[1], Effect::Start { members, .. } if members[0].0 == id));
     assert_eq!(reports(&book.step(spawned(id), now)), [st(id, TaskState::TaskRunning)]);
     (book, now)
 }
@@ -122,12 +122,12 @@ fn launch_acceptance_rules() {
     let bad = Input::Launch { task: Box::new(task("bad")), spec: Err(LaunchError::Malformed("no value".into())) };
     let effects = book.step(bad, now);
     assert_eq!(report_of(&effects, "bad").state, TaskState::TaskError);
-    assert!(!effects.iter().any(|e| matches!(e, Effect::Spawn { .. })));
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Start { .. })));
     // Drop-in mode: one task only.
     let (mut book, now) = running(Mode::Command, "first", false);
     let effects = book.step(launch(task("second")), now);
     assert!(report_of(&effects, "second").message.as_deref().unwrap_or_default().contains("multiple tasks"));
-    let effects = book.step(Input::LaunchGroup { members: vec![(task("g1"), spec())] }, now);
+    let effects = book.step(Input::LaunchGroup { members: vec![(task("g1"), spec())], file: None }, now);
     assert_eq!(reports(&effects), [st("g1", TaskState::TaskError)]);
     // Shutting down: nothing new.
     let (mut book, now) = running(Mode::Custom, "t", false);
@@ -138,7 +138,7 @@ fn launch_acceptance_rules() {
 #[test]
 fn a_failed_spawn_is_task_failed() {
     let now = Instant::now();
-    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
     book.step(launch(task("t")), now);
     let effects =
         book.step(Input::Spawned { task_id: "t".into(), result: Err("Failed to launch: ENOENT".into()) }, now);
@@ -194,7 +194,7 @@ fn kill_grace_comes_from_the_kill_then_the_task_then_three_seconds() {
 #[test]
 fn a_kill_for_an_unknown_task_answers_killed() {
     let now = Instant::now();
-    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
     let effects = book.step(Input::Kill { task_id: "ghost".into(), policy: None }, now);
     assert_eq!(reports(&effects), [st("ghost", TaskState::TaskKilled)]);
 }
@@ -202,7 +202,7 @@ fn a_kill_for_an_unknown_task_answers_killed() {
 #[test]
 fn max_completion_time_fails_the_task_with_its_reason() {
     let now = Instant::now();
-    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
     book.step(Input::Registered { killing_state: true }, now);
     let mut t = task("slow");
     t.max_completion_time = Some(DurationInfo { nanoseconds: 250_000_000 });
@@ -220,16 +220,20 @@ fn max_completion_time_fails_the_task_with_its_reason() {
 #[test]
 fn a_group_starts_together_and_falls_together() {
     let now = Instant::now();
-    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
     let members = vec![(task("a"), spec()), (task("b"), spec()), (task("c"), spec())];
-    let effects = book.step(Input::LaunchGroup { members }, now);
+    let effects = book.step(Input::LaunchGroup { members, file: None }, now);
     let starting: Vec<_> = reports(&effects);
     assert_eq!(
         starting,
         [st("a", TaskState::TaskStarting), st("b", TaskState::TaskStarting), st("c", TaskState::TaskStarting)]
     );
-    let spawns = effects.iter().filter(|e| matches!(e, Effect::Spawn { .. })).count();
-    assert_eq!(spawns, 3, "every STARTING before any spawn");
+    let starts: Vec<_> = effects.iter().filter(|e| matches!(e, Effect::Start { .. })).collect();
+    assert!(
+        matches!(starts[..], [Effect::Start { members, .. }] if members.len() == 3),
+        "one start of all, after every STARTING"
+    );
+    assert!(matches!(effects.last(), Some(Effect::Start { .. })));
     for id in ["a", "b", "c"] {
         book.step(spawned(id), now);
     }
@@ -242,7 +246,7 @@ fn a_group_starts_together_and_falls_together() {
     assert_eq!(report_of(&book.step(exited("a", Exit::Signal(15, false)), now), "a").state, TaskState::TaskKilled);
     // A member that finishes normally does not take the others down.
     let members = vec![(task("x"), spec()), (task("y"), spec())];
-    book.step(Input::LaunchGroup { members }, now);
+    book.step(Input::LaunchGroup { members, file: None }, now);
     book.step(spawned("x"), now);
     book.step(spawned("y"), now);
     assert!(signals(&book.step(exited("x", Exit::Code(0)), now)).is_empty());
@@ -251,9 +255,9 @@ fn a_group_starts_together_and_falls_together() {
 #[test]
 fn a_member_that_fails_to_spawn_takes_its_group_down() {
     let now = Instant::now();
-    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
     let members = vec![(task("a"), spec()), (task("b"), spec()), (task("c"), spec())];
-    book.step(Input::LaunchGroup { members }, now);
+    book.step(Input::LaunchGroup { members, file: None }, now);
     book.step(spawned("a"), now);
     let effects = book.step(Input::Spawned { task_id: "b".into(), result: Err("no such user".into()) }, now);
     assert_eq!(report_of(&effects, "b").state, TaskState::TaskFailed);
@@ -268,14 +272,17 @@ fn a_member_that_fails_to_spawn_takes_its_group_down() {
 #[test]
 fn a_group_is_refused_as_a_whole() {
     let now = Instant::now();
-    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
     let bad: Result<LaunchSpec, LaunchError> = Err(LaunchError::Unsupported("container images".into()));
-    let effects = book.step(Input::LaunchGroup { members: vec![(task("ok"), spec()), (task("img"), bad)] }, now);
+    let effects =
+        book.step(Input::LaunchGroup { members: vec![(task("ok"), spec()), (task("img"), bad)], file: None }, now);
     assert_eq!(reports(&effects), [st("ok", TaskState::TaskError), st("img", TaskState::TaskError)]);
     assert!(report_of(&effects, "ok").message.as_deref().unwrap_or_default().contains("\"img\""), "names the member");
     let dup = vec![(task("d"), spec()), (task("d"), spec())];
     assert!(
-        reports(&book.step(Input::LaunchGroup { members: dup }, now)).iter().all(|(_, s)| *s == TaskState::TaskError)
+        reports(&book.step(Input::LaunchGroup { members: dup, file: None }, now))
+            .iter()
+            .all(|(_, s)| *s == TaskState::TaskError)
     );
 }
 
@@ -291,7 +298,7 @@ fn health_check(failures: u32) -> HealthCheck {
 #[test]
 fn health_is_reported_on_change_and_the_limit_kills() {
     let now = Instant::now();
-    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
     let mut t = task("h");
     t.health_check = Some(health_check(2));
     book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
@@ -318,7 +325,7 @@ fn health_is_reported_on_change_and_the_limit_kills() {
 #[test]
 fn check_results_ride_on_every_update_and_changes_are_reported() {
     let now = Instant::now();
-    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
     let mut t = task("c");
     t.check = Some(CheckInfo { r#type: Some(check_info::Type::Command as i32), ..Default::default() });
     let effects = book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
@@ -354,7 +361,7 @@ fn shutdown_kills_every_task_within_the_grace_period_then_stops_the_driver() {
     assert!(!book.step(exited("b", Exit::Code(0)), t0).contains(&Effect::StopDriver), "stopped once");
     // A short grace period keeps half for SIGTERM.
     let now = Instant::now();
-    let mut book = TaskBook::new(Mode::Custom, SEC);
+    let mut book = TaskBook::new(Mode::Custom, SEC, None);
     book.step(launch(task("t")), now);
     book.step(spawned("t"), now);
     assert_eq!(armed(&book.step(Input::Shutdown, now), Timer::Escalate), Some(now + 500 * MS));
@@ -363,8 +370,45 @@ fn shutdown_kills_every_task_within_the_grace_period_then_stops_the_driver() {
 #[test]
 fn shutdown_with_no_tasks_stops_at_once() {
     let now = Instant::now();
-    let mut book = TaskBook::new(Mode::Custom, 5 * SEC);
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
     assert_eq!(book.step(Input::Shutdown, now), [Effect::StopDriver]);
-    let mut book = TaskBook::new(Mode::Command, 5 * SEC);
+    let mut book = TaskBook::new(Mode::Command, 5 * SEC, None);
     assert_eq!(book.step(Input::Shutdown, now), [Effect::StopDriver], "drop-in mode before its task");
+}
+
+#[test]
+fn a_group_that_cannot_be_prepared_fails_whole_naming_the_member() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    let members = vec![(task("a"), spec()), (task("b"), spec())];
+    book.step(Input::LaunchGroup { members, file: None }, now);
+    let failed =
+        Input::NotStarted { task_ids: vec!["a".into(), "b".into()], member: "b".into(), error: "no such user".into() };
+    let effects = book.step(failed, now);
+    assert_eq!(reports(&effects), [st("a", TaskState::TaskFailed), st("b", TaskState::TaskFailed)]);
+    let a = report_of(&effects, "a");
+    assert_eq!(a.reason, Some(Reason::ContainerLaunchFailed));
+    assert!(a.message.as_deref().unwrap_or_default().contains("member \"b\""), "{a:?}");
+    assert!(signals(&effects).is_empty(), "nothing ran, nothing to kill");
+}
+
+#[test]
+fn the_admission_cap_holds_at_the_boundary_and_never_splits_a_group() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, Some(2));
+    book.step(launch(task("one")), now);
+    book.step(spawned("one"), now);
+    book.step(launch(task("two")), now);
+    book.step(spawned("two"), now);
+    let effects = book.step(launch(task("three")), now);
+    let refused = report_of(&effects, "three");
+    assert_eq!((refused.state, refused.reason), (TaskState::TaskFailed, Some(Reason::ContainerLimitation)));
+    assert!(refused.message.as_deref().unwrap_or_default().contains("--max_tasks"));
+    // One ends: room for one, not for a group of two.
+    book.step(exited("one", Exit::Code(0)), now);
+    let group = vec![(task("g1"), spec()), (task("g2"), spec())];
+    let effects = book.step(Input::LaunchGroup { members: group, file: None }, now);
+    assert_eq!(reports(&effects), [st("g1", TaskState::TaskFailed), st("g2", TaskState::TaskFailed)]);
+    let effects = book.step(launch(task("four")), now);
+    assert_eq!(reports(&effects), [st("four", TaskState::TaskStarting)], "exactly at the cap is fine");
 }

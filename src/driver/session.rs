@@ -497,6 +497,7 @@ impl<E: Executor> Session<E> {
                         metrics.updates_acknowledged.inc();
                         metrics.ack_latency.observe(latency.as_secs_f64());
                         metrics.updates_unacknowledged.set(self.unacked.len() as i64);
+                        self.executor.acknowledged(handle, &ack.task_id, &ack.uuid);
                     }
                     Acked::Unknown => debug!(task_id = %ack.task_id.value, "acknowledgement for an unknown update"),
                 }

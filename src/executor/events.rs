@@ -75,6 +75,13 @@ pub enum ExecutorEvent {
     },
     /// MESSAGE from the framework's scheduler.
     Message(Bytes),
+    /// The agent acknowledged an update ([`Executor::acknowledged`]).
+    Acknowledged {
+        /// The task.
+        task_id: TaskId,
+        /// The update's uuid, as `send_status_update` returned it.
+        uuid: Bytes,
+    },
     /// Time to go: kill every task, report it, then call [`DriverHandle::stop`].
     Shutdown(ShutdownReason),
     /// An error ([`Executor::error`]).
@@ -121,6 +128,9 @@ impl Executor for EventForwarder {
     }
     fn framework_message(&mut self, _: &DriverHandle, data: Bytes) {
         self.send(ExecutorEvent::Message(data));
+    }
+    fn acknowledged(&mut self, _: &DriverHandle, task_id: &TaskId, uuid: &[u8]) {
+        self.send(ExecutorEvent::Acknowledged { task_id: task_id.clone(), uuid: Bytes::copy_from_slice(uuid) });
     }
     fn shutdown(&mut self, _: &DriverHandle, reason: ShutdownReason) {
         self.send(ExecutorEvent::Shutdown(reason));

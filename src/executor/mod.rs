@@ -130,6 +130,15 @@ pub trait Executor: Send + 'static {
     /// KILL: kill the task; `kill_policy` overrides the task's own when present.
     fn kill_task(&mut self, driver: &DriverHandle, task_id: TaskId, kill_policy: Option<KillPolicy>);
 
+    /// ACKNOWLEDGED: the agent has the update with `uuid` (as
+    /// [`DriverHandle::send_status_update`] returned it) of `task_id`; the driver has
+    /// forgotten it. Upstream's executors are not told; this is for executors that show
+    /// it (the daemon's state file). An acknowledgement for an update the driver does not
+    /// know (a duplicate) is not passed on.
+    fn acknowledged(&mut self, driver: &DriverHandle, task_id: &TaskId, uuid: &[u8]) {
+        let _ = (driver, task_id, uuid);
+    }
+
     /// MESSAGE from the framework's scheduler.
     fn framework_message(&mut self, driver: &DriverHandle, data: Bytes) {
         let _ = (driver, data);

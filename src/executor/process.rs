@@ -57,21 +57,69 @@ pub fn spawn(
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
-    if let Some(name) = &spec.user {
-        let user = User::from_name(name)
-            .map_err(io::Error::from)?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such user {name:?}")))?;
-        if user.uid != getuid() {
-            if !getuid().is_root() {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!("cannot run as {name:?}: the executor is not running as root"),
-                ));
-            }
-            command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
-        }
+    if let Some(user) = switch_to(spec)? {
+        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
     }
     command.spawn()
+}
+
+/// The user to switch to for `spec`, if another than ours.
+fn switch_to(spec: &LaunchSpec) -> io::Result<Option<User>> {
+    let Some(name) = &spec.user else { return Ok(None) };
+    let user = User::from_name(name)
+        .map_err(io::Error::from)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such user {name:?}")))?;
+    if user.uid == getuid() {
+        return Ok(None);
+    }
+    if !getuid().is_root() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("cannot run as {name:?}: the executor is not running as root"),
+        ));
+    }
+    Ok(Some(user))
+}
+
+/// Checks, without starting anything, what would make [`spawn`] fail: a user that does
+/// not exist or cannot be switched to, a program that is not there or not executable
+/// (looked up in the spec's `PATH` when it has no `/`). For starting several processes
+/// all or none (a task group's start barrier).
+///
+/// ```
+/// use mesos_executor::executor::{launch::LaunchSpec, process::preflight};
+///
+/// let spec = |program: &str, user: Option<&str>| LaunchSpec {
+///     program: program.into(), argv: vec![program.into()], env: [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(), user: user.map(Into::into),
+/// };
+/// assert!(preflight(&spec("sh", None)).is_ok(), "found in PATH");
+/// assert!(preflight(&spec("/no/such/program", None)).unwrap_err().to_string().contains("/no/such/program"));
+/// assert!(preflight(&spec("no-such-program-anywhere", None)).is_err());
+/// assert!(preflight(&spec("sh", Some("no-such-user-here"))).unwrap_err().to_string().contains("no such user"));
+/// ```
+///
+/// # Errors
+/// What is wrong, naming the user or the program.
+pub fn preflight(spec: &LaunchSpec) -> io::Result<()> {
+    switch_to(spec)?;
+    let executable = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if spec.program.contains('/') {
+        let metadata = std::fs::metadata(&spec.program)
+            .map_err(|e| io::Error::new(e.kind(), format!("{:?}: {e}", spec.program)))?;
+        if executable(Path::new(&spec.program)) {
+            return Ok(());
+        }
+        let what = if metadata.is_file() { "is not executable" } else { "is not a file" };
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{:?} {what}", spec.program)));
+    }
+    let path = spec.env.get("PATH").map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
+    if path.split(':').any(|dir| executable(&Path::new(dir).join(&spec.program))) {
+        return Ok(());
+    }
+    Err(io::Error::new(io::ErrorKind::NotFound, format!("{:?} is not in PATH ({path})", spec.program)))
 }
 
 /// How a task process ended.

@@ -1,0 +1,188 @@
+//! Peer discovery for task groups: what every member of a LAUNCH_GROUP learns about the
+//! whole group, without DNS. Each task gets environment variables and the path of a JSON
+//! file in the sandbox describing every member: ids, names, ports (from its `ports`
+//! resources) and addresses on the agent host.
+//!
+//! | variable | value |
+//! |---|---|
+//! | `MESOS_GROUP_TASK_IDS` | every member's task id, comma-separated, in launch order |
+//! | `MESOS_GROUP_TASK_NAMES` | every member's name, likewise |
+//! | `MESOS_GROUP_<NAME>_PORTS` | that member's ports, comma-separated |
+//! | `MESOS_GROUP_<NAME>_ADDRESSES` | `host:port` for each of them, on the agent host |
+//! | `MESOS_GROUP_FILE` | the JSON file describing the group |
+//!
+//! `<NAME>` is the member's name (its task id when it has none), upper-cased, with
+//! every character that is not an ASCII letter or digit turned into `_`.
+
+use std::path::{Path, PathBuf};
+
+use mesos_executor::proto::v1::{TaskInfo, value};
+use serde::Serialize;
+
+/// Most ports taken from one task's `ports` resources: a hostile range of 2^64 ports
+/// must not become a 2^64-entry list.
+const MAX_PORTS: usize = 1024;
+
+/// One member, as the group file and the variables describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    /// Task id.
+    pub id: String,
+    /// Name (the id when the task has none).
+    pub name: String,
+    /// Ports from its `ports` resources, in order.
+    pub ports: Vec<u16>,
+    /// `host:port` for each port, on the agent host.
+    pub addresses: Vec<String>,
+    /// Its labels, `key` to `value` (empty string when a label has no value).
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The whole group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    /// The agent host the addresses are on.
+    pub host: String,
+    /// Every member, in launch order.
+    pub tasks: Vec<Member>,
+}
+
+/// A group file to write before any member starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupFile {
+    /// Where.
+    pub path: PathBuf,
+    /// The JSON.
+    pub contents: String,
+}
+
+/// The ports of a task's `ports` resources (ranges expanded, at most [`MAX_PORTS`];
+/// values past 65535 ignored).
+pub fn ports(task: &TaskInfo) -> Vec<u16> {
+    let ranges = task
+        .resources
+        .iter()
+        .filter(|r| r.name == "ports" && r.r#type == value::Type::Ranges as i32)
+        .filter_map(|r| r.ranges.as_ref())
+        .flat_map(|r| r.range.iter());
+    let mut out = Vec::new();
+    for range in ranges {
+        let (Ok(begin), end) = (u16::try_from(range.begin), u16::try_from(range.end).unwrap_or(u16::MAX)) else {
+            continue;
+        };
+        for port in begin..=end {
+            if out.len() >= MAX_PORTS {
+                return out;
+            }
+            out.push(port);
+        }
+    }
+    out
+}
+
+/// `NAME` in `MESOS_GROUP_<NAME>_PORTS`.
+pub fn variable_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+/// Describes `tasks` on agent host `host`.
+pub fn describe(tasks: &[TaskInfo], host: &str) -> Group {
+    let host_part = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+    let tasks = tasks
+        .iter()
+        .map(|task| {
+            let ports = ports(task);
+            let name = if task.name.is_empty() { task.task_id.value.clone() } else { task.name.clone() };
+            Member {
+                id: task.task_id.value.clone(),
+                addresses: ports.iter().map(|p| format!("{host_part}:{p}")).collect(),
+                ports,
+                name,
+                labels: task
+                    .labels
+                    .iter()
+                    .flat_map(|l| l.labels.iter())
+                    .map(|l| (l.key.clone(), l.value.clone().unwrap_or_default()))
+                    .collect(),
+            }
+        })
+        .collect();
+    Group { host: host.to_owned(), tasks }
+}
+
+/// The variables every member gets.
+pub fn env(group: &Group, file: &Path) -> Vec<(String, String)> {
+    let join = |items: Vec<String>| items.join(",");
+    let mut vars = vec![
+        ("MESOS_GROUP_TASK_IDS".to_owned(), join(group.tasks.iter().map(|m| m.id.clone()).collect())),
+        ("MESOS_GROUP_TASK_NAMES".to_owned(), join(group.tasks.iter().map(|m| m.name.clone()).collect())),
+        ("MESOS_GROUP_FILE".to_owned(), file.display().to_string()),
+    ];
+    for member in &group.tasks {
+        let name = variable_name(&member.name);
+        vars.push((format!("MESOS_GROUP_{name}_PORTS"), join(member.ports.iter().map(u16::to_string).collect())));
+        vars.push((format!("MESOS_GROUP_{name}_ADDRESSES"), join(member.addresses.clone())));
+    }
+    vars
+}
+
+/// The group file for `group`, under `sandbox/groups/`, named after its first member.
+pub fn file(group: &Group, sandbox: &Path) -> GroupFile {
+    let first = group.tasks.first().map_or("group", |m| m.id.as_str());
+    let safe: String =
+        first.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
+    let contents = serde_json::to_string_pretty(group).unwrap_or_else(|_| "{}".to_owned());
+    GroupFile { path: sandbox.join("groups").join(format!("{safe}.json")), contents }
+}
+
+#[cfg(test)]
+mod tests {
+    use mesos_executor::proto::v1::{Label, Labels, Resource, TaskId};
+
+    use super::*;
+
+    fn task(id: &str, name: &str, ranges: &[(u64, u64)]) -> TaskInfo {
+        let range = ranges.iter().map(|(b, e)| value::Range { begin: *b, end: *e }).collect();
+        TaskInfo {
+            name: name.into(),
+            task_id: TaskId::from(id),
+            resources: vec![Resource {
+                name: "ports".into(),
+                r#type: value::Type::Ranges as i32,
+                ranges: Some(value::Ranges { range }),
+                ..Default::default()
+            }],
+            labels: Some(Labels { labels: vec![Label { key: "role".into(), value: Some(id.into()) }] }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_member_sees_every_other() {
+        let tasks = [task("db-1", "db", &[(31000, 31001)]), task("web-1", "web.front", &[(31002, 31002)])];
+        let group = describe(&tasks, "agent-7");
+        let vars: std::collections::BTreeMap<_, _> =
+            env(&group, Path::new("/s/groups/db-1.json")).into_iter().collect();
+        assert_eq!(vars["MESOS_GROUP_TASK_IDS"], "db-1,web-1");
+        assert_eq!(vars["MESOS_GROUP_TASK_NAMES"], "db,web.front");
+        assert_eq!(vars["MESOS_GROUP_DB_PORTS"], "31000,31001");
+        assert_eq!(vars["MESOS_GROUP_DB_ADDRESSES"], "agent-7:31000,agent-7:31001");
+        assert_eq!(vars["MESOS_GROUP_WEB_FRONT_ADDRESSES"], "agent-7:31002");
+        assert_eq!(vars["MESOS_GROUP_FILE"], "/s/groups/db-1.json");
+        let file = file(&group, Path::new("/s"));
+        let json: serde_json::Value = serde_json::from_str(&file.contents).unwrap();
+        assert_eq!(json["tasks"][1]["labels"]["role"], "web-1");
+        assert_eq!(json["tasks"][0]["ports"], serde_json::json!([31000, 31001]));
+    }
+
+    #[test]
+    fn hostile_ranges_are_bounded() {
+        assert_eq!(ports(&task("t", "t", &[(0, u64::MAX)])).len(), MAX_PORTS);
+        assert!(ports(&task("t", "t", &[(70_000, 70_001)])).is_empty());
+        assert_eq!(ports(&task("t", "t", &[(65_535, 70_000)])), [65_535]);
+        assert!(ports(&task("t", "t", &[(10, 5)])).is_empty(), "an empty range");
+        let ipv6 = describe(&[task("t", "t", &[(80, 80)])], "::1");
+        assert_eq!(ipv6.tasks[0].addresses, ["[::1]:80"]);
+        assert_eq!(variable_name("my-db.0"), "MY_DB_0");
+    }
+}

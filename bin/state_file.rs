@@ -1,0 +1,252 @@
+//! The state file for operators: `mesos-executor-state.json` in the sandbox (or
+//! `--state_file`), replaced atomically (a temporary file, then a rename) whenever
+//! something changes, so `jq` or a person can look at any moment.
+//! `mesos-executor state --sandbox DIR` prints it as a table.
+//!
+//! # Schema
+//! ```json
+//! {
+//!   "executor_id": "my-executor", "framework_id": "fw-1",
+//!   "updated_at": 1733067000.5,          // seconds since the epoch
+//!   "tasks": [{
+//!     "task_id": "web-1",
+//!     "state": "TASK_RUNNING",           // latest state reported
+//!     "message": null, "reason": null,   // of that update (reason by name)
+//!     "healthy": true,                   // latest health check result, if any
+//!     "check_status": {"type": "HTTP", "http": {"status_code": 200}},  // latest check, if any
+//!     "acknowledged": false,             // whether the agent acknowledged that update
+//!     "pid": 4242,                       // process (group leader), once started
+//!     "started_at": 1733066990.1,        // when it started
+//!     "exit": null                       // how its process ended: "Command exited with status 0", ...
+//!   }]
+//! }
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use mesos_executor::{executor::process::Exit, wire};
+use serde::{Deserialize, Serialize};
+
+use crate::book::Report;
+
+/// The file's name in the sandbox.
+pub const FILE_NAME: &str = "mesos-executor-state.json";
+
+/// One task, as the file shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub task_id: String,
+    pub state: String,
+    pub message: Option<String>,
+    pub reason: Option<String>,
+    pub healthy: Option<bool>,
+    pub check_status: Option<serde_json::Value>,
+    pub acknowledged: bool,
+    pub pid: Option<u32>,
+    pub started_at: Option<f64>,
+    pub exit: Option<String>,
+    /// The latest update's uuid (hex), to match its acknowledgement.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub uuid: Option<String>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateDoc {
+    pub executor_id: String,
+    pub framework_id: String,
+    pub updated_at: f64,
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// The file and what it holds.
+#[derive(Debug)]
+pub struct StateFile {
+    path: PathBuf,
+    executor_id: String,
+    framework_id: String,
+    tasks: BTreeMap<String, TaskRecord>,
+    dirty: bool,
+    /// The last write failed (said once, not on every change).
+    failing: bool,
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl StateFile {
+    /// A state file at `path` for this executor.
+    pub fn new(path: PathBuf, executor_id: String, framework_id: String) -> Self {
+        StateFile { path, executor_id, framework_id, tasks: BTreeMap::new(), dirty: true, failing: false }
+    }
+
+    fn task(&mut self, task_id: &str) -> &mut TaskRecord {
+        self.dirty = true;
+        self.tasks
+            .entry(task_id.to_owned())
+            .or_insert_with(|| TaskRecord { task_id: task_id.to_owned(), ..Default::default() })
+    }
+
+    /// An update was sent, with this uuid.
+    pub fn reported(&mut self, report: &Report, uuid: [u8; 16]) {
+        let record = self.task(&report.task_id);
+        record.state = report.state.as_str_name().to_owned();
+        record.message.clone_from(&report.message);
+        record.reason = report.reason.map(|r| r.as_str_name().to_owned());
+        if report.healthy.is_some() {
+            record.healthy = report.healthy;
+        }
+        record.check_status = report.check_status.as_ref().and_then(|c| wire::to_json_value(c).ok());
+        record.acknowledged = false;
+        record.uuid = Some(hex(&uuid));
+    }
+
+    /// The agent acknowledged the update with `uuid`.
+    pub fn acknowledged(&mut self, task_id: &str, uuid: &[u8]) {
+        let uuid = hex(uuid);
+        if let Some(record) = self.tasks.get_mut(task_id)
+            && record.uuid.as_deref() == Some(uuid.as_str())
+        {
+            record.acknowledged = true;
+            self.dirty = true;
+        }
+    }
+
+    /// The task's process started.
+    pub fn started(&mut self, task_id: &str, pid: Option<u32>) {
+        let record = self.task(task_id);
+        record.pid = pid;
+        record.started_at = Some(now());
+    }
+
+    /// The task's process ended.
+    pub fn exited(&mut self, task_id: &str, exit: &Result<Exit, String>) {
+        let record = self.task(task_id);
+        record.exit = Some(match exit {
+            Ok(exit) => exit.message(),
+            Err(e) => format!("unknown: {e}"),
+        });
+    }
+
+    /// Writes the file if anything changed since the last write. A failure is logged
+    /// once and tried again at the next change; it never stops the executor.
+    pub fn flush(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let doc = StateDoc {
+            executor_id: self.executor_id.clone(),
+            framework_id: self.framework_id.clone(),
+            updated_at: now(),
+            tasks: self.tasks.values().cloned().collect(),
+        };
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        match mesos_executor::metrics::write_atomically(&self.path, &text) {
+            Ok(()) => {
+                self.dirty = false;
+                self.failing = false;
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot write the state file");
+                }
+                self.failing = true;
+            }
+        }
+    }
+}
+
+/// The state file of the executor whose sandbox is `sandbox` (or at `file`), as a table.
+///
+/// # Errors
+/// The file cannot be read or is not a state file; the message names it.
+pub fn table(sandbox: Option<&Path>, file: Option<&Path>) -> Result<String, String> {
+    let path = match (file, sandbox) {
+        (Some(file), _) => file.to_path_buf(),
+        (None, Some(sandbox)) => sandbox.join(FILE_NAME),
+        (None, None) => PathBuf::from(FILE_NAME),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let doc: StateDoc =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not a state file: {e}", path.display()))?;
+    let mut rows = vec![["TASK", "STATE", "HEALTHY", "ACKED", "PID", "EXIT"].map(str::to_owned).to_vec()];
+    for t in &doc.tasks {
+        rows.push(vec![
+            t.task_id.clone(),
+            t.state.trim_start_matches("TASK_").to_owned(),
+            t.healthy.map_or("-".to_owned(), |h| if h { "yes" } else { "no" }.to_owned()),
+            if t.acknowledged { "yes" } else { "no" }.to_owned(),
+            t.pid.map_or("-".to_owned(), |p| p.to_string()),
+            t.exit.clone().unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out =
+        format!("executor {} of framework {}, {} tasks\n", doc.executor_id, doc.framework_id, doc.tasks.len());
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use mesos_executor::proto::v1::TaskState;
+
+    use super::*;
+
+    #[test]
+    fn updates_acknowledgements_and_exits_reach_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut file = StateFile::new(path.clone(), "e1".into(), "f1".into());
+        let report = |state, message: Option<&str>| Report {
+            task_id: "t1".into(),
+            state,
+            message: message.map(Into::into),
+            reason: None,
+            healthy: None,
+            check_status: None,
+        };
+        file.reported(&report(TaskState::TaskRunning, None), [1; 16]);
+        file.started("t1", Some(42));
+        file.flush();
+        let doc: StateDoc = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            (doc.tasks[0].state.as_str(), doc.tasks[0].pid, doc.tasks[0].acknowledged),
+            ("TASK_RUNNING", Some(42), false)
+        );
+        file.acknowledged("t1", &[2; 16]);
+        file.flush();
+        assert!(
+            !serde_json::from_str::<StateDoc>(&std::fs::read_to_string(&path).unwrap()).unwrap().tasks[0].acknowledged,
+            "another update's ack"
+        );
+        file.acknowledged("t1", &[1; 16]);
+        file.exited("t1", &Ok(Exit::Code(0)));
+        file.reported(&report(TaskState::TaskFinished, Some("done")), [3; 16]);
+        file.flush();
+        let shown = table(Some(dir.path()), None).unwrap();
+        assert!(shown.contains("t1    FINISHED  -        no     42   Command exited with status 0"), "{shown}");
+        assert!(table(Some(&dir.path().join("missing")), None).unwrap_err().contains("cannot read"));
+    }
+
+    #[test]
+    fn a_write_that_fails_is_kept_for_the_next_change() {
+        let mut file = StateFile::new(PathBuf::from("/nonexistent-dir/state.json"), "e".into(), "f".into());
+        file.started("t", None);
+        file.flush();
+        assert!(file.dirty && file.failing);
+    }
+}

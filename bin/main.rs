@@ -3,10 +3,12 @@
 //! library. The exit status comes from the driver's outcome; `AFTER_HELP` lists the codes.
 
 mod book;
+mod exec_helper;
 mod executor;
 mod group;
 mod state_file;
 mod supervisor;
+mod task_flags;
 mod trim;
 mod watchdog;
 
@@ -112,6 +114,33 @@ struct Args {
     /// Internal: the task marker prefix the watchdog cleans up.
     #[arg(long = "watchdog_marker", hide = true)]
     watchdog_marker: Option<String>,
+    /// Internal: run as the exec helper of a task (see exec_helper.rs).
+    #[arg(long = "exec_helper", hide = true)]
+    exec_helper: Option<String>,
+    /// An Environment in JSON that the agent's isolators computed for the task (resolved
+    /// secrets, ...), over the executor's environment and under the task's own.
+    #[arg(long = "task_environment", alias = "task-environment", env = "MESOS_TASK_ENVIRONMENT")]
+    task_environment: Option<String>,
+    /// Supplementary group ids for the task, comma-separated (needs root).
+    #[arg(
+        long = "task_supplementary_groups",
+        alias = "task-supplementary-groups",
+        env = "MESOS_TASK_SUPPLEMENTARY_GROUPS"
+    )]
+    task_supplementary_groups: Option<String>,
+    /// A CapabilityInfo in JSON: the task's effective capabilities (needs root).
+    #[arg(long = "effective_capabilities", alias = "effective-capabilities", env = "MESOS_EFFECTIVE_CAPABILITIES")]
+    effective_capabilities: Option<String>,
+    /// A CapabilityInfo in JSON: the task's bounding set (needs root).
+    #[arg(long = "bounding_capabilities", alias = "bounding-capabilities", env = "MESOS_BOUNDING_CAPABILITIES")]
+    bounding_capabilities: Option<String>,
+    /// The slave end of a TTY for the task's stdin, stdout and stderr.
+    #[arg(long = "tty_slave_path", alias = "tty-slave-path", env = "MESOS_TTY_SLAVE_PATH")]
+    tty_slave_path: Option<String>,
+    /// The containerizer's launch info for the task, in JSON (environment, working
+    /// directory, groups, capabilities and TTY are honoured; anything else refuses tasks).
+    #[arg(long = "task_launch_info", alias = "task-launch-info", env = "MESOS_TASK_LAUNCH_INFO")]
+    task_launch_info: Option<String>,
     /// Log format on stderr.
     #[arg(
         long = "log_format",
@@ -204,21 +233,28 @@ fn tasks_gauge(
 
 /// The flags, or the exit for `--help`, `--version` (0) and bad usage (64, where
 /// clap would say 2).
-fn parse_args() -> Result<Args, ExitCode> {
-    Args::try_parse().map_err(|e| {
+fn parse_args() -> Result<(Args, Vec<String>), ExitCode> {
+    use clap::CommandFactory;
+    let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let (argv, dropped) = task_flags::drop_unknown(argv, &task_flags::known_flags(&Args::command()));
+    let args = Args::try_parse_from(argv).map_err(|e| {
         let _ = e.print();
         match e.kind() {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
             _ => ExitCode::from(EX_USAGE),
         }
-    })
+    })?;
+    Ok((args, dropped))
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
+    let (args, dropped_flags) = match parse_args() {
+        Ok(parsed) => parsed,
         Err(code) => return code,
     };
+    if let Some(spec) = &args.exec_helper {
+        return exec_helper::run(spec);
+    }
     if let (Some(parent), Some(prefix)) = (args.watchdog, &args.watchdog_marker) {
         return watchdog::run(parent, prefix);
     }
@@ -235,6 +271,29 @@ fn main() -> ExitCode {
         };
     }
     init_logging(args.log_format);
+    for flag in &dropped_flags {
+        warn!(%flag, "ignoring a flag this executor does not know (the agent may be newer)");
+    }
+    let raw = task_flags::Raw {
+        rootfs: args.rootfs.as_deref().and_then(|p| p.to_str()),
+        sandbox_directory: args.sandbox_directory.as_deref().and_then(|p| p.to_str()),
+        task_environment: args.task_environment.as_deref(),
+        task_supplementary_groups: args.task_supplementary_groups.as_deref(),
+        effective_capabilities: args.effective_capabilities.as_deref(),
+        bounding_capabilities: args.bounding_capabilities.as_deref(),
+        tty_slave_path: args.tty_slave_path.as_deref(),
+        task_launch_info: args.task_launch_info.as_deref(),
+    };
+    let task_flags = match task_flags::TaskFlags::parse(&raw) {
+        Ok(flags) => flags,
+        Err(e) => {
+            eprintln!("mesos-executor: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    if let Some(refusal) = &task_flags.refusal {
+        warn!(%refusal, "tasks will be refused");
+    }
     let env = match ExecutorEnv::from_process() {
         Ok(env) => env,
         Err(e) => {
@@ -261,12 +320,10 @@ fn main() -> ExitCode {
         None if args.launcher_dir.is_some() => Mode::Command,
         None => Mode::Custom,
     };
-    if args.rootfs.is_some() || args.sandbox_directory.is_some() {
-        warn!("--rootfs/--sandbox_directory given: container images are not supported, image tasks get TASK_ERROR");
-    }
     let sandbox = args
         .working_directory
         .clone()
+        .or_else(|| task_flags.working_directory.clone())
         .or_else(|| env.sandbox.clone())
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_else(|| PathBuf::from("."));
@@ -313,6 +370,8 @@ fn main() -> ExitCode {
         shutdown_grace: config.env.shutdown_grace_period,
         nonce: nonce.clone(),
         max_tasks: args.max_tasks.and_then(|n| usize::try_from(n).ok()),
+        helper: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+        task_flags,
         state_file: args.state_file.clone().unwrap_or_else(|| state_path.clone()),
         executor_id: config.env.executor_id.clone(),
         framework_id: config.env.framework_id.clone(),

@@ -63,6 +63,10 @@ pub struct SupervisorConfig {
     pub executor_id: String,
     /// For the state file.
     pub framework_id: String,
+    /// What the upstream task flags ask of every task.
+    pub task_flags: crate::task_flags::TaskFlags,
+    /// This program, for the exec helper.
+    pub helper: PathBuf,
 }
 
 /// Messages to the supervisor.
@@ -207,10 +211,16 @@ impl Supervisor {
 
     /// Resolves, checks and builds the task's process.
     fn prepare(&self, task: &TaskInfo) -> Result<LaunchSpec, LaunchError> {
+        if let Some(refusal) = &self.config.task_flags.refusal {
+            return Err(LaunchError::Unsupported(refusal.clone()));
+        }
         let (command, _) = launch::resolve_command(task, self.config.task_command.as_ref())?;
         launch::check_supported(task, &command)?;
         let marker = format!("{}/{}", self.config.nonce, task.task_id.value);
-        let mut spec = launch::build(task, &command, self.config.base_env.iter().cloned(), &marker)?;
+        // Upstream's order: the executor's environment, then `--task_environment`, then
+        // the task's CommandInfo (launch::build puts that last).
+        let base = self.config.base_env.iter().chain(&self.config.task_flags.environment).cloned();
+        let mut spec = launch::build(task, &command, base, &marker)?;
         if spec.user.is_none() {
             spec.user.clone_from(&self.config.user);
         }
@@ -292,6 +302,10 @@ impl Supervisor {
     /// `stdout`/`stderr` files in the sandbox), as upstream's task inherits them. Custom
     /// mode: `tasks/<task id>/stdout` and `stderr` in the sandbox.
     fn output(&self, id: &str) -> std::io::Result<(Stdio, Stdio)> {
+        if let Some(tty) = &self.config.task_flags.tty {
+            let tty = OpenOptions::new().read(true).write(true).open(tty)?;
+            return Ok((tty.try_clone()?.into(), tty.into()));
+        }
         if self.config.mode == Mode::Command {
             return Ok((Stdio::inherit(), Stdio::inherit()));
         }
@@ -309,11 +323,14 @@ impl Supervisor {
         let ids: Vec<String> = members.iter().map(|(id, _)| id.clone()).collect();
         let mut prepared = Vec::new();
         for (task_id, spec) in members {
-            let ready = process::preflight(&spec).and_then(|()| self.output(&task_id));
+            let program = spec.program.clone();
+            let ready = process::preflight(&spec)
+                .and_then(|()| self.through_helper(*spec))
+                .and_then(|spec| Ok((spec, self.output(&task_id)?)));
             match ready {
-                Ok(output) => prepared.push((task_id, spec, output)),
+                Ok((spec, output)) => prepared.push((task_id, spec, output)),
                 Err(e) => {
-                    let error = format!("cannot start {:?}: {e}", spec.program);
+                    let error = format!("cannot start {program:?}: {e}");
                     return vec![Input::NotStarted { task_ids: ids, member: task_id, error }];
                 }
             }
@@ -330,7 +347,46 @@ impl Supervisor {
                 return vec![Input::NotStarted { task_ids: ids, member, error }];
             }
         }
-        prepared.into_iter().map(|(task_id, spec, output)| self.spawn(task_id, *spec, output)).collect()
+        prepared.into_iter().map(|(task_id, spec, output)| self.spawn(task_id, spec, output)).collect()
+    }
+
+    /// With supplementary groups or capabilities asked (`--task_supplementary_groups`,
+    /// `--effective_capabilities`, `--bounding_capabilities`), the task starts as this
+    /// program's exec helper, which applies them and becomes the task.
+    fn through_helper(&self, spec: LaunchSpec) -> std::io::Result<LaunchSpec> {
+        let flags = &self.config.task_flags;
+        if !flags.needs_helper() {
+            return Ok(spec);
+        }
+        if !nix::unistd::getuid().is_root() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "--task_supplementary_groups and the capability flags need the executor to run as root",
+            ));
+        }
+        let user = match &spec.user {
+            Some(name) => nix::unistd::User::from_name(name)
+                .map_err(std::io::Error::from)?
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("no such user {name:?}")))?
+                .into(),
+            None => None::<nix::unistd::User>,
+        };
+        let helper = crate::exec_helper::HelperSpec {
+            program: spec.program.clone(),
+            argv: spec.argv.clone(),
+            uid: user.as_ref().map(|u| u.uid.as_raw()),
+            gid: user.as_ref().map(|u| u.gid.as_raw()),
+            groups: flags.groups.clone(),
+            effective: flags.effective.clone(),
+            bounding: flags.bounding.clone(),
+        };
+        let json = serde_json::to_string(&helper).map_err(std::io::Error::other)?;
+        Ok(LaunchSpec {
+            program: self.config.helper.display().to_string(),
+            argv: vec!["mesos-executor".to_owned(), format!("--exec_helper={json}")],
+            env: spec.env,
+            user: None,
+        })
     }
 
     /// Spawns the task's process and a waiter that reports its exit.

@@ -6,11 +6,24 @@ use std::path::{Path, PathBuf};
 
 use fake_agent::{process::Output, runner::run_scenario, scenario};
 
-/// The example's executable, next to this test's (`target/<profile>/examples/`).
+/// The example's executable (`target/<profile>/examples/<name>`). `cargo test` builds the
+/// examples but leaves only hashed names behind, so they are built once more here with
+/// `cargo build --examples`, which reuses that work and writes the plain names.
 fn example(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--examples", "--quiet", "-p", "mesos-executor"])
+            .current_dir(root())
+            .status()
+            .map_err(|e| e.to_string())?;
+        if status.success() { Ok(()) } else { Err(format!("cargo build --examples: {status}")) }
+    });
+    if let Err(e) = built {
+        panic!("cannot build the examples: {e}");
+    }
     let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().and_then(Path::parent).unwrap();
-    profile.join("examples").join(name)
+    exe.parent().and_then(Path::parent).unwrap().join("examples").join(name)
 }
 
 async fn judge(scenario_file: &Path, name: &str) {

@@ -105,6 +105,15 @@ async fn route(agent: &Agent, request: Request<Incoming>, via: Via) -> Result<Re
     if let Err(reason) = validate(&call) {
         return Err(Rejection::new(StatusCode::BAD_REQUEST, format!("Failed to validate Executor::Call: {reason}")));
     }
+    let call_fault_armed =
+        agent.inspect(|s| matches!(s.bad_http, Some((_, crate::agent::HttpTarget::Call, n)) if n > 0));
+    if call.r#type() != call::Type::Subscribe && call_fault_armed {
+        // A malformed answer for calls is armed, but this call came on a connection made
+        // before: send it to a new connection, where the fault is served.
+        let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "fault armed: reconnect".to_owned());
+        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        return Ok(response);
+    }
     let stream_media = if call.r#type() == call::Type::Subscribe {
         negotiate_accept(accept.as_deref()).ok_or_else(|| {
             Rejection::new(

@@ -6,6 +6,7 @@ mod book;
 mod exec_helper;
 mod executor;
 mod group;
+mod logrotate;
 mod state_file;
 mod supervisor;
 mod task_flags;
@@ -158,6 +159,19 @@ struct Args {
     /// the sandbox).
     #[arg(long = "state_file", alias = "state-file", env = "MESOS_EXECUTOR_STATE_FILE")]
     state_file: Option<PathBuf>,
+    /// Rotate each task's stdout and stderr at this size (custom mode), a stout byte size
+    /// such as `10MB`; off by default, as upstream's files.
+    #[arg(long = "task_log_max_size", alias = "task-log-max-size", env = "MESOS_EXECUTOR_TASK_LOG_MAX_SIZE")]
+    task_log_max_size: Option<String>,
+    /// Rotated files kept beside the current `stdout` and `stderr` (with
+    /// `--task_log_max_size`).
+    #[arg(
+        long = "task_log_max_files",
+        alias = "task-log-max-files",
+        env = "MESOS_EXECUTOR_TASK_LOG_MAX_FILES",
+        default_value_t = 5
+    )]
+    task_log_max_files: usize,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -362,6 +376,17 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let state_path = sandbox.join(state_file::FILE_NAME);
+    let log_rotation = match args.task_log_max_size.as_deref().map(logrotate::parse_bytes) {
+        None => None,
+        Some(Ok(max_size)) => Some(logrotate::Rotation { max_size, max_files: args.task_log_max_files }),
+        Some(Err(e)) => {
+            eprintln!("mesos-executor: --task_log_max_size: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    if log_rotation.is_some() && mode == Mode::Command {
+        warn!("--task_log_max_size is for custom mode: a drop-in task's output is the executor's own");
+    }
     let supervisor_config = SupervisorConfig {
         mode,
         sandbox,
@@ -371,6 +396,7 @@ fn main() -> ExitCode {
         nonce: nonce.clone(),
         max_tasks: args.max_tasks.and_then(|n| usize::try_from(n).ok()),
         helper: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+        log_rotation,
         task_flags,
         state_file: args.state_file.clone().unwrap_or_else(|| state_path.clone()),
         executor_id: config.env.executor_id.clone(),

@@ -67,6 +67,8 @@ pub struct SupervisorConfig {
     pub task_flags: crate::task_flags::TaskFlags,
     /// This program, for the exec helper.
     pub helper: PathBuf,
+    /// `--task_log_max_size`: rotate each task's stdout and stderr (custom mode).
+    pub log_rotation: Option<crate::logrotate::Rotation>,
 }
 
 /// Messages to the supervisor.
@@ -83,6 +85,9 @@ pub(crate) enum Msg {
     /// Anything else, straight to the book.
     Book(Input),
 }
+
+/// A task's output pipe.
+type Pipe = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 
 /// What the shell holds for a task: what the book must not (processes and tasks).
 #[derive(Default)]
@@ -309,12 +314,21 @@ impl Supervisor {
         if self.config.mode == Mode::Command {
             return Ok((Stdio::inherit(), Stdio::inherit()));
         }
-        let safe: String = id.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
-        let dir = self.config.sandbox.join("tasks").join(safe);
+        let dir = self.task_dir(id);
         std::fs::create_dir_all(&dir)?;
+        if self.config.log_rotation.is_some() {
+            // The supervisor writes them, rotating (see logrotate.rs).
+            return Ok((Stdio::piped(), Stdio::piped()));
+        }
         let mut open = OpenOptions::new();
         open.create(true).append(true);
         Ok((open.open(dir.join("stdout"))?.into(), open.open(dir.join("stderr"))?.into()))
+    }
+
+    /// `tasks/<id>` in the sandbox, for the task's output.
+    fn task_dir(&self, id: &str) -> PathBuf {
+        let safe: String = id.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
+        self.config.sandbox.join("tasks").join(safe)
     }
 
     /// The start barrier: prepares every member (its output files, its user and program,
@@ -404,6 +418,22 @@ impl Supervisor {
             process::own_child(pid);
         }
         info!(task_id, pid, "task started");
+        if let Some(rotation) = self.config.log_rotation {
+            let dir = self.task_dir(&task_id);
+            let pipes = [
+                (child.stdout.take().map(|p| Box::new(p) as Pipe), "stdout"),
+                (child.stderr.take().map(|p| Box::new(p) as Pipe), "stderr"),
+            ];
+            for (pipe, name) in pipes {
+                let Some(pipe) = pipe else { continue };
+                let (path, id) = (dir.join(name), task_id.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = crate::logrotate::pump(pipe, path, rotation).await {
+                        warn!(task_id = id, error = %e, "task log rotation failed; the rest of this stream is dropped");
+                    }
+                });
+            }
+        }
         self.state.started(&task_id, pid);
         let marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
         self.procs.insert(task_id.clone(), Proc { pid, marker, env: Arc::new(spec.env), timers: Vec::new() });

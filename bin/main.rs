@@ -5,6 +5,7 @@
 mod book;
 mod exec_helper;
 mod executor;
+mod fetcher;
 mod group;
 mod logrotate;
 mod state_file;
@@ -376,6 +377,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let state_path = sandbox.join(state_file::FILE_NAME);
+    let fetch_cache = sandbox.join(".fetcher-cache");
     let log_rotation = match args.task_log_max_size.as_deref().map(logrotate::parse_bytes) {
         None => None,
         Some(Ok(max_size)) => Some(logrotate::Rotation { max_size, max_files: args.task_log_max_files }),
@@ -397,6 +399,7 @@ fn main() -> ExitCode {
         max_tasks: args.max_tasks.and_then(|n| usize::try_from(n).ok()),
         helper: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
         log_rotation,
+        fetcher: fetcher::Fetcher::new(Some(config.env.tls.clone()), fetcher::Limits::default(), fetch_cache),
         task_flags,
         state_file: args.state_file.clone().unwrap_or_else(|| state_path.clone()),
         executor_id: config.env.executor_id.clone(),

@@ -69,6 +69,8 @@ pub struct SupervisorConfig {
     pub helper: PathBuf,
     /// `--task_log_max_size`: rotate each task's stdout and stderr (custom mode).
     pub log_rotation: Option<crate::logrotate::Rotation>,
+    /// Fetches the tasks' `CommandInfo.uris`.
+    pub fetcher: crate::fetcher::Fetcher,
 }
 
 /// Messages to the supervisor.
@@ -82,6 +84,8 @@ pub(crate) enum Msg {
     Launch(Box<TaskInfo>),
     /// LAUNCH_GROUP: likewise.
     LaunchGroup(TaskGroupInfo),
+    /// The URIs of a start were fetched (or one could not be): the rest of the start.
+    Fetched { members: Vec<(String, Box<LaunchSpec>)>, file: Option<GroupFile>, failed: Option<(String, String)> },
     /// Anything else, straight to the book.
     Book(Input),
 }
@@ -119,6 +123,8 @@ pub(crate) struct Supervisor {
     /// The agent's host name, for group addresses.
     hostname: String,
     state: StateFile,
+    /// Each task's `CommandInfo.uris`, from its preparation to its start.
+    uris: HashMap<String, Vec<mesos_executor::proto::v1::command_info::Uri>>,
 }
 
 impl Supervisor {
@@ -134,6 +140,7 @@ impl Supervisor {
             states: HashMap::new(),
             hostname: "localhost".to_owned(),
             state,
+            uris: HashMap::new(),
         }
     }
 
@@ -172,6 +179,19 @@ impl Supervisor {
                 Input::Launch { task, spec }
             }
             Msg::LaunchGroup(group) => self.prepare_group(group.tasks),
+            Msg::Fetched { members, file, failed: Some((member, error)) } => {
+                let task_ids = members.into_iter().map(|(id, _)| id).collect();
+                drop(file);
+                Input::NotStarted { task_ids, member, error }
+            }
+            Msg::Fetched { members, file, failed: None } => {
+                let mut inputs = self.start_fetched(members, file).into_iter();
+                let Some(first) = inputs.next() else { return };
+                for input in inputs {
+                    self.apply(input);
+                }
+                first
+            }
             Msg::Book(input) => {
                 if let Input::Exited { task_id, exit } = &input {
                     self.state.exited(task_id, exit);
@@ -185,7 +205,7 @@ impl Supervisor {
 
     /// Prepares every member of a group, and, when all are valid, tells each of them
     /// about the whole group (`group.rs`) in its environment and in the group file.
-    fn prepare_group(&self, tasks: Vec<TaskInfo>) -> Input {
+    fn prepare_group(&mut self, tasks: Vec<TaskInfo>) -> Input {
         let mut members: Vec<(TaskInfo, Result<LaunchSpec, LaunchError>)> =
             tasks.into_iter().map(|t| (self.prepare(&t), t)).map(|(s, t)| (t, s)).collect();
         if members.iter().any(|(_, s)| s.is_err()) {
@@ -215,7 +235,7 @@ impl Supervisor {
     }
 
     /// Resolves, checks and builds the task's process.
-    fn prepare(&self, task: &TaskInfo) -> Result<LaunchSpec, LaunchError> {
+    fn prepare(&mut self, task: &TaskInfo) -> Result<LaunchSpec, LaunchError> {
         if let Some(refusal) = &self.config.task_flags.refusal {
             return Err(LaunchError::Unsupported(refusal.clone()));
         }
@@ -226,6 +246,9 @@ impl Supervisor {
         // the task's CommandInfo (launch::build puts that last).
         let base = self.config.base_env.iter().chain(&self.config.task_flags.environment).cloned();
         let mut spec = launch::build(task, &command, base, &marker)?;
+        if !command.uris.is_empty() {
+            self.uris.insert(task.task_id.value.clone(), command.uris.clone());
+        }
         if spec.user.is_none() {
             spec.user.clone_from(&self.config.user);
         }
@@ -334,6 +357,33 @@ impl Supervisor {
     /// The start barrier: prepares every member (its output files, its user and program,
     /// the group file) and starts them only if all are prepared; otherwise none runs.
     fn start(&mut self, members: Vec<(String, Box<LaunchSpec>)>, file: Option<GroupFile>) -> Vec<Input> {
+        let fetches: Vec<_> = members
+            .iter()
+            .filter_map(|(id, spec)| {
+                let uris = self.uris.remove(id)?;
+                Some((id.clone(), uris, spec.user.clone().unwrap_or_default()))
+            })
+            .collect();
+        if fetches.is_empty() {
+            return self.start_fetched(members, file);
+        }
+        // Fetching takes its time: off this task, and the start resumes when it is done.
+        let (fetcher, dir, tx) = (self.config.fetcher.clone(), self.config.sandbox.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let mut failed = None;
+            for (id, uris, user) in fetches {
+                if let Err(e) = fetcher.fetch_all(&uris, &dir, &user).await {
+                    failed = Some((id, e));
+                    break;
+                }
+            }
+            let _ = tx.send(Msg::Fetched { members, file, failed });
+        });
+        Vec::new()
+    }
+
+    /// The rest of a start, once its URIs are fetched.
+    fn start_fetched(&mut self, members: Vec<(String, Box<LaunchSpec>)>, file: Option<GroupFile>) -> Vec<Input> {
         let ids: Vec<String> = members.iter().map(|(id, _)| id.clone()).collect();
         let mut prepared = Vec::new();
         for (task_id, spec) in members {

@@ -205,10 +205,29 @@ pub struct TaskSpec {
     pub data: Option<String>,
     /// `TaskInfo.data` as base64, for arbitrary bytes.
     pub data_base64: Option<String>,
+    /// `CommandInfo.uris`: what the executor fetches before the task starts.
+    #[serde(default)]
+    pub uris: Vec<UriSpec>,
     /// Where the CommandInfo goes: `command` (a command executor's `TaskInfo.command`,
     /// the default) or `data` (JSON in `TaskInfo.data`, for custom executors).
     #[serde(default)]
     pub command_in: CommandIn,
+}
+
+/// A `CommandInfo.URI`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UriSpec {
+    /// `http://`, `https://`, `file://` or an absolute path.
+    pub value: String,
+    /// Make the fetched file executable.
+    pub executable: Option<bool>,
+    /// Unpack an archive (upstream's default: true).
+    pub extract: Option<bool>,
+    /// Keep the download for later tasks.
+    pub cache: Option<bool>,
+    /// The name in the sandbox (default: the URI's last path segment).
+    pub output_file: Option<String>,
 }
 
 /// Where a task's CommandInfo is put.
@@ -312,18 +331,31 @@ impl TaskSpec {
                 .map(|(k, v)| environment::Variable { name: k.clone(), value: Some(v.clone()), ..Default::default() })
                 .collect(),
         });
+        let uris = self
+            .uris
+            .iter()
+            .map(|u| mesos_executor::proto::v1::command_info::Uri {
+                value: u.value.clone(),
+                executable: u.executable,
+                extract: u.extract,
+                cache: u.cache,
+                output_file: u.output_file.clone(),
+            })
+            .collect();
         match &self.argv {
             Some(argv) => CommandInfo {
                 shell: Some(false),
                 value: argv.first().cloned(),
                 arguments: argv.clone(),
                 environment,
+                uris,
                 ..Default::default()
             },
             None => CommandInfo {
                 shell: Some(true),
                 value: Some(self.command.clone().unwrap_or_default()),
                 environment,
+                uris,
                 ..Default::default()
             },
         }

@@ -30,6 +30,17 @@ pub struct SupervisorTask {
 }
 
 impl SupervisorTask {
+    /// A way to tell the supervisor the executor ends: it writes what the state file
+    /// still waits for, then answers.
+    pub fn finisher(&self) -> impl Fn() -> tokio::sync::oneshot::Receiver<()> + use<> {
+        let tx = self.supervisor.sender();
+        move || {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            let _ = tx.send(Msg::Finish(done));
+            wait
+        }
+    }
+
     /// Runs the supervisor until the executor is dropped.
     pub async fn run(self) {
         self.supervisor.run(self.rx).await;

@@ -2,6 +2,8 @@
 //! environment, logging, signals, then the driver and the task supervisor from the
 //! library. The exit status comes from the driver's outcome; `AFTER_HELP` lists the codes.
 
+#![forbid(unsafe_code)]
+
 mod book;
 mod exec_helper;
 mod executor;
@@ -11,7 +13,6 @@ mod logrotate;
 mod state_file;
 mod supervisor;
 mod task_flags;
-mod trim;
 mod watchdog;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -460,17 +461,8 @@ async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
         executor
     });
     let Some(supervisor) = parts else { return EX_SOFTWARE };
+    let finish = supervisor.finisher();
     tokio::spawn(supervisor.run());
-    // Once start-up is over, and now and then after bursts, give back the code pages an
-    // idle executor does not touch (see trim.rs).
-    tokio::spawn(async {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        loop {
-            let advised = trim::trim();
-            tracing::debug!(advised, "trimmed clean file mappings");
-            tokio::time::sleep(Duration::from_secs(300)).await;
-        }
-    });
     let handle = driver.handle();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -492,8 +484,8 @@ async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
             return EX_USAGE;
         }
     };
-    // Give the supervisor a moment to log the last exits.
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The supervisor writes the state file's last changes (bounded: it may be busy).
+    let _ = tokio::time::timeout(Duration::from_secs(1), finish()).await;
     let code = if outcome.is_success() { 0 } else { 1 };
     info!(%outcome, code, "executor ends");
     code

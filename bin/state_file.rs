@@ -36,6 +36,9 @@ use crate::book::Report;
 /// The file's name in the sandbox.
 pub const FILE_NAME: &str = "mesos-executor-state.json";
 
+/// Shortest time between two writes; changes in between are written together.
+pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// One task, as the file shows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -73,6 +76,7 @@ pub struct StateFile {
     dirty: bool,
     /// The last write failed (said once, not on every change).
     failing: bool,
+    last_write: Option<std::time::Instant>,
 }
 
 fn now() -> f64 {
@@ -86,7 +90,15 @@ fn hex(bytes: &[u8]) -> String {
 impl StateFile {
     /// A state file at `path` for this executor.
     pub fn new(path: PathBuf, executor_id: String, framework_id: String) -> Self {
-        StateFile { path, executor_id, framework_id, tasks: BTreeMap::new(), dirty: true, failing: false }
+        StateFile {
+            path,
+            executor_id,
+            framework_id,
+            tasks: BTreeMap::new(),
+            dirty: true,
+            failing: false,
+            last_write: None,
+        }
     }
 
     fn task(&mut self, task_id: &str) -> &mut TaskRecord {
@@ -137,12 +149,29 @@ impl StateFile {
         });
     }
 
-    /// Writes the file if anything changed since the last write. A failure is logged
-    /// once and tried again at the next change; it never stops the executor.
+    /// Writes the file now if anything changed and the last write is at least
+    /// [`MIN_INTERVAL`] old; `false` when a change waits (the caller flushes later), so
+    /// a burst of a thousand changes is a few writes, not a thousand.
+    pub fn flush_if_due(&mut self) -> bool {
+        if !self.dirty {
+            return true;
+        }
+        if self.last_write.is_some_and(|t| t.elapsed() < MIN_INTERVAL) {
+            return false;
+        }
+        self.flush();
+        true
+    }
+
+    /// Writes the file if anything changed since the last write: a temporary file, then
+    /// a rename, without `fsync` (a reader never sees half a file; a crash may lose the
+    /// last changes, which the next run rewrites anyway). A failure is logged once and
+    /// tried again at the next change; it never stops the executor.
     pub fn flush(&mut self) {
         if !self.dirty {
             return;
         }
+        self.last_write = Some(std::time::Instant::now());
         let doc = StateDoc {
             executor_id: self.executor_id.clone(),
             framework_id: self.framework_id.clone(),
@@ -150,7 +179,7 @@ impl StateFile {
             tasks: self.tasks.values().cloned().collect(),
         };
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-        match mesos_executor::metrics::write_atomically(&self.path, &text) {
+        match write_replacing(&self.path, &text) {
             Ok(()) => {
                 self.dirty = false;
                 self.failing = false;
@@ -163,6 +192,18 @@ impl StateFile {
             }
         }
     }
+}
+
+/// Writes `text` to a temporary file beside `path`, then renames it over `path`.
+fn write_replacing(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The state file of the executor whose sandbox is `sandbox` (or at `file`), as a table.

@@ -80,6 +80,10 @@ pub(crate) enum Msg {
     Registered { killing_state: bool, hostname: String },
     /// ACKNOWLEDGED, for the state file.
     Acked { task_id: String, uuid: Vec<u8> },
+    /// Time to write the state file's waiting changes.
+    FlushState,
+    /// The executor ends: write the state file now, then answer.
+    Finish(tokio::sync::oneshot::Sender<()>),
     /// LAUNCH: to be prepared, then given to the book.
     Launch(Box<TaskInfo>),
     /// LAUNCH_GROUP: likewise.
@@ -123,6 +127,8 @@ pub(crate) struct Supervisor {
     /// The agent's host name, for group addresses.
     hostname: String,
     state: StateFile,
+    /// A state file write is scheduled.
+    flush_scheduled: bool,
     /// Each task's `CommandInfo.uris`, from its preparation to its start.
     uris: HashMap<String, Vec<mesos_executor::proto::v1::command_info::Uri>>,
 }
@@ -140,8 +146,14 @@ impl Supervisor {
             states: HashMap::new(),
             hostname: "localhost".to_owned(),
             state,
+            flush_scheduled: false,
             uris: HashMap::new(),
         }
+    }
+
+    /// A sender of messages to this supervisor.
+    pub fn sender(&self) -> mpsc::UnboundedSender<Msg> {
+        self.tx.clone()
     }
 
     /// Handles messages until the channel closes; reaps orphans as a subreaper.
@@ -171,7 +183,17 @@ impl Supervisor {
             }
             Msg::Acked { task_id, uuid } => {
                 self.state.acknowledged(&task_id, &uuid);
+                self.flush_state();
+                return;
+            }
+            Msg::FlushState => {
+                self.flush_scheduled = false;
                 self.state.flush();
+                return;
+            }
+            Msg::Finish(done) => {
+                self.state.flush();
+                let _ = done.send(());
                 return;
             }
             Msg::Launch(task) => {
@@ -200,7 +222,20 @@ impl Supervisor {
             }
         };
         self.apply(input);
-        self.state.flush();
+        self.flush_state();
+    }
+
+    /// Writes the state file, or schedules the write when the last one was too recent.
+    fn flush_state(&mut self) {
+        if self.state.flush_if_due() || self.flush_scheduled {
+            return;
+        }
+        self.flush_scheduled = true;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(crate::state_file::MIN_INTERVAL).await;
+            let _ = tx.send(Msg::FlushState);
+        });
     }
 
     /// Prepares every member of a group, and, when all are valid, tells each of them

@@ -22,7 +22,6 @@ pub fn run(parent: u32, prefix: &str) -> std::process::ExitCode {
         return std::process::ExitCode::from(70);
     }
     let parent = Pid::from_raw(parent as i32);
-    super::trim::trim();
     while getppid() == parent {
         // A signal while the daemon lives (say, to the whole process group) is ignored:
         // the daemon does its own cleanup then.

@@ -62,7 +62,7 @@ async fn no_member_runs_unless_every_member_can() {
 async fn every_member_sees_every_other_members_ports_and_addresses() {
     let d = start(AgentConfig::default(), &["--mode=custom"]).await;
     let dump = "env | grep ^MESOS_GROUP_ | sort > env-$MESOS_EXECUTOR_ID-$(basename $PWD).txt; \
-                cp \"$MESOS_GROUP_FILE\" group-copy.json; sleep 30";
+                cp \"$MESOS_GROUP_FILE\" copy.$$ && mv copy.$$ group-copy.json; sleep 30";
     let member = |id: &str, name: &str, ports: &[u64]| {
         let mut task = shell_task(id, &dump.replace("$MESOS_EXECUTOR_ID-$(basename $PWD)", id));
         task.name = name.into();
@@ -100,8 +100,14 @@ async fn every_member_sees_every_other_members_ports_and_addresses() {
             assert!(env.lines().any(|l| l == line), "{id} lacks {line}:\n{env}");
         }
     }
-    let file: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.sandbox.join("group-copy.json")).unwrap()).unwrap();
+    let copy = d.sandbox.join("group-copy.json");
+    for _ in 0..100 {
+        if copy.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&copy).unwrap()).unwrap();
     assert_eq!(file["tasks"][0]["ports"], serde_json::json!([31000, 31001]));
     assert_eq!(file["tasks"][1]["name"], "web.front");
     assert_eq!(file["tasks"][2]["addresses"], serde_json::json!([format!("{host}:31003")]));

@@ -64,6 +64,8 @@ struct State {
     next_stream: u64,
     /// When SUBSCRIBE was last accepted again after a restart.
     accepting_since: Option<Instant>,
+    /// Connections tried while down (each reset at once), over all executors.
+    down_connects: u64,
 }
 
 /// A running herd agent; dropping it stops it.
@@ -91,6 +93,7 @@ impl HerdAgent {
             streams: HashMap::new(),
             next_stream: 0,
             accepting_since: None,
+            down_connects: 0,
         }));
         let herd = HerdAgent {
             addr,
@@ -128,6 +131,12 @@ impl HerdAgent {
         self.lock().accepting_since
     }
 
+    /// Connection attempts while it was down (each was reset, as a closed port refuses
+    /// them), counted for every executor together.
+    pub fn down_connects(&self) -> u64 {
+        self.lock().down_connects
+    }
+
     /// The phase now.
     pub fn phase(&self) -> HerdPhase {
         self.lock().phase
@@ -144,7 +153,28 @@ impl HerdAgent {
         }
         let old = std::mem::take(&mut *self.incarnation.lock().unwrap_or_else(|p| p.into_inner()));
         old.cancel();
+        // Down: every connection is counted and reset at once, which an executor sees as
+        // a failed connection, as with a closed port, and which can be counted.
+        let counting = CancellationToken::new();
+        match bind(self.addr).await {
+            Ok(listener) => {
+                let (state, stop) = (Arc::clone(&self.state), counting.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            accepted = listener.accept() => if let Ok((stream, _)) = accepted {
+                                state.lock().unwrap_or_else(|p| p.into_inner()).down_connects += 1;
+                                let _ = stream.set_zero_linger();
+                            },
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "herd agent cannot count connections while down"),
+        }
         tokio::time::sleep(down_for).await;
+        counting.cancel();
         self.lock().phase = HerdPhase::Recovering;
         match bind(self.addr).await {
             Ok(listener) => self.serve(listener),

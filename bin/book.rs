@@ -524,6 +524,10 @@ impl TaskBook {
         }
         task.done = true;
         task.running = false;
+        // What an ended task no longer needs (a long-lived executor runs many).
+        task.health = None;
+        task.check = None;
+        task.tracker = None;
         let reason = task.killing.as_ref().map(|k| k.reason);
         if reason == Some(KillReason::HealthCheck) {
             task.healthy = Some(false);

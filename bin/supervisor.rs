@@ -102,8 +102,9 @@ type Pipe = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 struct Proc {
     pid: Option<u32>,
     marker: String,
-    /// The task's environment, for COMMAND probes.
-    env: Arc<BTreeMap<String, String>>,
+    /// The task's environment, for COMMAND probes: kept only until the book has said
+    /// whether the task has any (a thousand tasks' environments are megabytes).
+    env: Option<Arc<BTreeMap<String, String>>>,
     /// Probes and timers; aborted when the book quiets the task.
     timers: Vec<JoinHandle<()>>,
 }
@@ -263,8 +264,16 @@ impl Supervisor {
     fn apply(&mut self, input: Input) {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
+            let spawned = match &input {
+                Input::Spawned { task_id, result: Ok(()) } => Some(task_id.clone()),
+                _ => None,
+            };
             for effect in self.book.step(input, Instant::now()) {
                 self.perform(effect, &mut inputs);
+            }
+            // The book has answered the spawn: a task with probes took its environment.
+            if let Some(proc) = spawned.and_then(|id| self.procs.get_mut(&id)) {
+                proc.env = None;
             }
         }
     }
@@ -521,7 +530,7 @@ impl Supervisor {
         }
         self.state.started(&task_id, pid);
         let marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
-        self.procs.insert(task_id.clone(), Proc { pid, marker, env: Arc::new(spec.env), timers: Vec::new() });
+        self.procs.insert(task_id.clone(), Proc { pid, marker, env: Some(Arc::new(spec.env)), timers: Vec::new() });
         // The waiter is detached: it must outlive kills and report the exit.
         let (tx, id) = (self.tx.clone(), task_id.clone());
         tokio::spawn(async move {
@@ -536,8 +545,8 @@ impl Supervisor {
 
     /// Starts the task's health and general checks on their schedules.
     fn probe(&mut self, task_id: &str, health_check: Option<HealthCheck>, check: Option<CheckInfo>) {
-        let Some(proc) = self.procs.get(task_id) else { return };
-        let (env, cwd) = (Arc::clone(&proc.env), Arc::new(self.config.sandbox.clone()));
+        let Some(env) = self.procs.get_mut(task_id).and_then(|p| p.env.take()) else { return };
+        let cwd = Arc::new(self.config.sandbox.clone());
         let mut timers = Vec::new();
         if let Some(hc) = health_check {
             let (delay, interval) = (hc.delay_seconds(), hc.interval_seconds());
@@ -585,7 +594,7 @@ impl Supervisor {
     /// No process of an ended task outlives it: its group now, then whatever left the
     /// group (found by its marker) for a few more moments.
     fn clean_up(&mut self, task_id: &str) {
-        let Some(proc) = self.procs.get_mut(task_id) else { return };
+        let Some(mut proc) = self.procs.remove(task_id) else { return };
         proc.stop_timers();
         process::kill_group(proc.pid);
         let (marker, task_id) = (proc.marker.clone(), task_id.to_owned());

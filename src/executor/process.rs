@@ -362,12 +362,12 @@ pub fn become_subreaper() -> io::Result<()> {
 /// let _reaped = mesos_executor::executor::process::reap_orphans(&Default::default());
 /// ```
 pub fn reap_orphans(ours: &HashSet<u32>) -> usize {
-    let me = std::process::id();
+    // Our children only (`/proc/self/task/*/children`), not all of /proc: a burst of a
+    // thousand exits must not be a thousand scans of every process on the host.
     let mut reaped = 0;
-    for (pid, (ppid, zombie)) in proc_table() {
-        if ppid == me
-            && zombie
-            && !ours.contains(&pid)
+    for pid in children() {
+        if !ours.contains(&pid)
+            && is_zombie(pid)
             && waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)).is_ok()
         {
             reaped += 1;

@@ -208,12 +208,11 @@ impl Supervisor {
                 Input::NotStarted { task_ids, member, error }
             }
             Msg::Fetched { members, file, failed: None } => {
-                let mut inputs = self.start_fetched(members, file).into_iter();
-                let Some(first) = inputs.next() else { return };
-                for input in inputs {
+                for input in self.start_fetched(members, file) {
                     self.apply(input);
                 }
-                first
+                self.flush_state();
+                return;
             }
             Msg::Book(input) => {
                 if let Input::Exited { task_id, exit } = &input {

@@ -163,10 +163,10 @@ impl StateFile {
         true
     }
 
-    /// Writes the file if anything changed since the last write: a temporary file, then
-    /// a rename, without `fsync` (a reader never sees half a file; a crash may lose the
-    /// last changes, which the next run rewrites anyway). A failure is logged once and
-    /// tried again at the next change; it never stops the executor.
+    /// Writes the file if anything changed since the last write
+    /// ([`write_atomically`](mesos_executor::metrics::write_atomically): a reader never
+    /// sees half a file). A failure is logged once and tried again at the next change; it
+    /// never stops the executor.
     pub fn flush(&mut self) {
         if !self.dirty {
             return;
@@ -179,7 +179,7 @@ impl StateFile {
             tasks: self.tasks.values().cloned().collect(),
         };
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-        match write_replacing(&self.path, &text) {
+        match mesos_executor::metrics::write_atomically(&self.path, &text) {
             Ok(()) => {
                 self.dirty = false;
                 self.failing = false;
@@ -192,18 +192,6 @@ impl StateFile {
             }
         }
     }
-}
-
-/// Writes `text` to a temporary file beside `path`, then renames it over `path`.
-fn write_replacing(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// The state file of the executor whose sandbox is `sandbox` (or at `file`), as a table.

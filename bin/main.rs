@@ -137,7 +137,7 @@ struct Args {
     /// A CapabilityInfo in JSON: the task's bounding set (needs root).
     #[arg(long = "bounding_capabilities", alias = "bounding-capabilities", env = "MESOS_BOUNDING_CAPABILITIES")]
     bounding_capabilities: Option<String>,
-    /// The slave end of a TTY for the task's stdin, stdout and stderr.
+    /// The slave end of a TTY for the task's stdout and stderr (stdin stays closed).
     #[arg(long = "tty_slave_path", alias = "tty-slave-path", env = "MESOS_TTY_SLAVE_PATH")]
     tty_slave_path: Option<String>,
     /// The containerizer's launch info for the task, in JSON (environment, working

@@ -20,7 +20,7 @@ pub struct TaskFlags {
     pub effective: Option<Vec<String>>,
     /// `--bounding_capabilities`.
     pub bounding: Option<Vec<String>>,
-    /// `--tty_slave_path`: the task's stdin, stdout and stderr.
+    /// `--tty_slave_path`: the task's stdout and stderr (stdin stays closed).
     pub tty: Option<PathBuf>,
     /// `--working_directory` from `--task_launch_info`.
     pub working_directory: Option<PathBuf>,

@@ -23,10 +23,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fake_agent::{AgentConfig, FakeAgent, Listening, herd::HerdAgent, process::Output, transcript::Record};
+use fake_agent::{
+    AgentConfig, FakeAgent, Listening, herd::HerdAgent, process::Output, scenario::TaskSpec, transcript::Record,
+};
 use mesos_executor::{
     DriverConfig, DriverHandle, Executor, ExecutorDriver, ExecutorEnv, ShutdownReason,
-    proto::v1::{AgentId, CommandInfo, KillPolicy, TaskId, TaskInfo, TaskState, TaskStatus, executor::event},
+    proto::v1::{KillPolicy, TaskId, TaskInfo, TaskState, TaskStatus, executor::event},
 };
 use serde_json::{Value, json};
 
@@ -123,14 +125,9 @@ fn quantile(sorted: &[f64], p: f64) -> f64 {
 
 // ---- one executor under a fake agent ----
 
+/// A shell-command task, as the fake agent builds one from a scenario's task.
 fn task(id: &str, command: &str) -> TaskInfo {
-    TaskInfo {
-        name: id.into(),
-        task_id: TaskId { value: id.into() },
-        agent_id: AgentId { value: "fake-agent-S0".into() },
-        command: Some(CommandInfo { value: Some(command.into()), ..Default::default() }),
-        ..Default::default()
-    }
+    TaskSpec { task_id: id.into(), command: Some(command.into()), ..Default::default() }.to_task_info("fake-agent-S0")
 }
 
 struct Running {

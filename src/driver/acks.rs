@@ -10,6 +10,7 @@ use std::{
 
 use bytes::Bytes;
 
+use super::calls::PendingSet;
 use crate::proto::v1::{TaskInfo, TaskState, TaskStatus, executor::call};
 
 /// One update awaiting its acknowledgement.
@@ -41,6 +42,9 @@ pub(crate) struct Unacked {
     updates: BTreeMap<u64, PendingUpdate>,
     by_uuid: HashMap<Bytes, u64>,
     tasks: Vec<TaskInfo>,
+    /// The keys of `by_uuid`, shared with the outbox so it skips an update
+    /// acknowledged while it waited in the queue; kept here so it cannot drift.
+    shared: PendingSet,
 }
 
 impl Unacked {
@@ -49,6 +53,9 @@ impl Unacked {
         let uuid = status.uuid.clone().unwrap_or_default();
         let seq = self.next_seq;
         self.next_seq += 1;
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.insert(uuid.clone());
+        }
         self.by_uuid.insert(uuid, seq);
         self.updates.insert(seq, PendingUpdate { status, created: now, last_sent: None, sends: 0 });
     }
@@ -60,7 +67,7 @@ impl Unacked {
 
     /// Applies an ACKNOWLEDGED.
     pub fn acknowledge(&mut self, task_id: &str, uuid: &[u8], now: Instant) -> Acked {
-        let Some(seq) = self.by_uuid.remove(uuid) else { return Acked::Unknown };
+        let Some(seq) = self.remove_uuid(uuid) else { return Acked::Unknown };
         let Some(update) = self.updates.remove(&seq) else { return Acked::Unknown };
         self.tasks.retain(|t| t.task_id.value != task_id);
         let terminal = TaskState::try_from(update.status.state).is_ok_and(TaskState::is_terminal);
@@ -70,8 +77,20 @@ impl Unacked {
     /// Drops an update the agent refused for good (a 400): it would poison every
     /// later SUBSCRIBE. The caller reports it.
     pub fn discard(&mut self, uuid: &[u8]) -> Option<TaskStatus> {
-        let seq = self.by_uuid.remove(uuid)?;
+        let seq = self.remove_uuid(uuid)?;
         self.updates.remove(&seq).map(|u| u.status)
+    }
+
+    fn remove_uuid(&mut self, uuid: &[u8]) -> Option<u64> {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.remove(uuid);
+        }
+        self.by_uuid.remove(uuid)
+    }
+
+    /// The uuids of pending updates, as a set the outbox task can read.
+    pub fn shared(&self) -> PendingSet {
+        self.shared.clone()
     }
 
     /// The update with this uuid, if pending.
@@ -203,5 +222,21 @@ mod tests {
         assert_eq!(u.due_for_resend(now + Duration::from_secs(3), Duration::from_secs(1)).len(), 2);
         assert!(u.discard(&uuid1).is_some());
         assert_eq!(u.len(), 1);
+    }
+
+    #[test]
+    fn the_shared_set_follows_every_update_in_and_out() {
+        let now = Instant::now();
+        let mut u = Unacked::default();
+        let shared = u.shared();
+        let (one, two) = (status("a", TaskState::TaskRunning, 1), status("a", TaskState::TaskFinished, 2));
+        let (uuid1, uuid2) = (one.uuid.clone().unwrap(), two.uuid.clone().unwrap());
+        u.add_update(one, now);
+        u.add_update(two, now);
+        assert_eq!(shared.lock().unwrap().len(), 2);
+        u.acknowledge("a", &uuid1, now);
+        assert!(!shared.lock().unwrap().contains(&uuid1), "acknowledged");
+        u.discard(&uuid2);
+        assert!(shared.lock().unwrap().is_empty(), "discarded");
     }
 }

@@ -19,7 +19,7 @@ use super::{
     Command, DriverConfig, DriverError, DriverHandle,
     acks::{Acked, Unacked},
     backoff::RetryBackoff,
-    calls::{self, Outgoing, PendingSet, Pump, Refused},
+    calls::{self, Outgoing, Pump, Refused},
     lifecycle::{Action, Input, Lifecycle, Rules},
     outcome::DriverOutcome,
     transport::{Endpoint, EventStream, TransportError},
@@ -92,8 +92,6 @@ pub(crate) struct Session<E> {
     lifecycle: Lifecycle,
     link: Link,
     unacked: Unacked,
-    /// Uuids of unacknowledged updates, shared with the outbox so it skips acknowledged ones.
-    pending: PendingSet,
     agent_id: Option<AgentId>,
     /// Whether a SUBSCRIBED event arrived (the next one is a re-registration).
     registered: bool,
@@ -128,7 +126,6 @@ impl<E: Executor> Session<E> {
             lifecycle: Lifecycle::new(rules, backoff),
             link: Link::Down,
             unacked: Unacked::default(),
-            pending: PendingSet::default(),
             agent_id: None,
             registered: false,
         })
@@ -349,7 +346,7 @@ impl<E: Executor> Session<E> {
         metrics.flush_soon();
         let pump = Pump::start(
             self.endpoint.clone(),
-            self.pending.clone(),
+            self.unacked.shared(),
             self.config.metrics.clone(),
             self.config.call_timeout,
         );
@@ -401,9 +398,6 @@ impl<E: Executor> Session<E> {
                 let uuid = status.uuid.clone().unwrap_or_default();
                 let state = TaskState::try_from(status.state).map_or("?", |s| s.as_str_name());
                 debug!(task_id = %status.task_id.value, state, "status update");
-                if let Ok(mut pending) = self.pending.lock() {
-                    pending.insert(uuid.clone());
-                }
                 self.unacked.add_update(status, std_now());
                 self.config.metrics.updates_sent.inc();
                 self.config.metrics.updates_unacknowledged.set(self.unacked.len() as i64);
@@ -436,9 +430,6 @@ impl<E: Executor> Session<E> {
         {
             // An update the agent will never accept would poison every later SUBSCRIBE.
             self.unacked.discard(uuid);
-            if let Ok(mut pending) = self.pending.lock() {
-                pending.remove(uuid);
-            }
         }
         self.executor.error(&self.handle, &message);
     }
@@ -487,9 +478,6 @@ impl<E: Executor> Session<E> {
             }
             event::Type::Acknowledged => {
                 let Some(ack) = event.acknowledged else { return missing(kind, "acknowledged") };
-                if let Ok(mut pending) = self.pending.lock() {
-                    pending.remove(&ack.uuid);
-                }
                 match self.unacked.acknowledge(&ack.task_id.value, &ack.uuid, std_now()) {
                     Acked::Update { latency, terminal } => {
                         debug!(task_id = %ack.task_id.value, ?latency, terminal, "acknowledged");

@@ -195,10 +195,6 @@ pub struct TaskBook {
     stopped: bool,
 }
 
-fn duration(d: Option<&mesos_executor::proto::v1::DurationInfo>) -> Option<Duration> {
-    d.map(|d| Duration::from_nanos(u64::try_from(d.nanoseconds).unwrap_or(0)))
-}
-
 impl TaskBook {
     /// An empty book for `mode`, with `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD` and at most
     /// `max_tasks` tasks running at once.
@@ -301,7 +297,7 @@ impl TaskBook {
             task.task_id.value.clone(),
             Task {
                 grace: task.kill_policy.as_ref().and_then(policy_grace),
-                max_completion: duration(task.max_completion_time.as_ref()).filter(|d| !d.is_zero()),
+                max_completion: task.max_completion_time.as_ref().map(kill::duration_of).filter(|d| !d.is_zero()),
                 health: task.health_check.clone(),
                 check: task.check.clone(),
                 group,

@@ -241,8 +241,13 @@ impl Supervisor {
     /// Prepares every member of a group, and, when all are valid, tells each of them
     /// about the whole group (`group.rs`) in its environment and in the group file.
     fn prepare_group(&mut self, tasks: Vec<TaskInfo>) -> Input {
-        let mut members: Vec<(TaskInfo, Result<LaunchSpec, LaunchError>)> =
-            tasks.into_iter().map(|t| (self.prepare(&t), t)).map(|(s, t)| (t, s)).collect();
+        let mut members: Vec<(TaskInfo, Result<LaunchSpec, LaunchError>)> = tasks
+            .into_iter()
+            .map(|t| {
+                let spec = self.prepare(&t);
+                (t, spec)
+            })
+            .collect();
         if members.iter().any(|(_, s)| s.is_err()) {
             return Input::LaunchGroup { members, file: None };
         }

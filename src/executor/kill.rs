@@ -28,14 +28,20 @@ use std::{io, time::Duration};
 use nix::sys::signal::Signal;
 
 use super::process::{self, Exit};
-use crate::proto::v1::KillPolicy;
+use crate::proto::v1::{DurationInfo, KillPolicy};
 
 /// Upstream built-in executors' default kill grace period.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 
+/// A duration from the wire (a grace period, `max_completion_time`); a negative one
+/// reads as zero.
+pub fn duration_of(d: &DurationInfo) -> Duration {
+    Duration::from_nanos(u64::try_from(d.nanoseconds).unwrap_or(0))
+}
+
 /// A policy's grace period; a negative one (from the wire) reads as zero.
 pub fn policy_grace(policy: &KillPolicy) -> Option<Duration> {
-    policy.grace_period.as_ref().map(|d| Duration::from_nanos(u64::try_from(d.nanoseconds).unwrap_or(0)))
+    policy.grace_period.as_ref().map(duration_of)
 }
 
 /// The grace period of a kill: the KILL event's policy, else the task's

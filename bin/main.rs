@@ -330,6 +330,23 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
+    // Every flag is checked before anything starts (the runtime, the watchdog).
+    let metrics_interval = match duration_flag("metrics_interval", &args.metrics_interval, Duration::from_millis(1)) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let keepalive_idle = match duration_flag("keepalive_idle", &args.keepalive_idle, Duration::from_secs(1)) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let log_rotation = match args.task_log_max_size.as_deref().map(logrotate::parse_bytes) {
+        None => None,
+        Some(Ok(max_size)) => Some(logrotate::Rotation { max_size, max_files: args.task_log_max_files }),
+        Some(Err(e)) => {
+            eprintln!("mesos-executor: --task_log_max_size: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     let mode = match args.mode {
         Some(ModeArg::Command) => Mode::Command,
         Some(ModeArg::Custom) => Mode::Custom,
@@ -353,10 +370,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_SOFTWARE);
         }
     };
-    let metrics_interval = match duration_flag("metrics_interval", &args.metrics_interval, Duration::from_millis(1)) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
     let nonce = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     // Spawned from the main thread, which lives as long as the process: the watchdog's
     // parent-death signal fires when the daemon dies, however it dies.
@@ -373,20 +386,9 @@ fn main() -> ExitCode {
         config.metrics_file = Some(path);
     }
     config.metrics_interval = metrics_interval;
-    config.keepalive_idle = match duration_flag("keepalive_idle", &args.keepalive_idle, Duration::from_secs(1)) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    let state_path = sandbox.join(state_file::FILE_NAME);
+    config.keepalive_idle = keepalive_idle;
+    let state_path = args.state_file.unwrap_or_else(|| sandbox.join(state_file::FILE_NAME));
     let fetch_cache = sandbox.join(".fetcher-cache");
-    let log_rotation = match args.task_log_max_size.as_deref().map(logrotate::parse_bytes) {
-        None => None,
-        Some(Ok(max_size)) => Some(logrotate::Rotation { max_size, max_files: args.task_log_max_files }),
-        Some(Err(e)) => {
-            eprintln!("mesos-executor: --task_log_max_size: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
-    };
     if log_rotation.is_some() && mode == Mode::Command {
         warn!("--task_log_max_size is for custom mode: a drop-in task's output is the executor's own");
     }
@@ -402,7 +404,7 @@ fn main() -> ExitCode {
         log_rotation,
         fetcher: fetcher::Fetcher::new(Some(config.env.tls.clone()), fetcher::Limits::default(), fetch_cache),
         task_flags,
-        state_file: args.state_file.clone().unwrap_or_else(|| state_path.clone()),
+        state_file: state_path,
         executor_id: config.env.executor_id.clone(),
         framework_id: config.env.framework_id.clone(),
         // The process's own environment, once, at the edge: the base of every task's.

@@ -493,12 +493,27 @@ async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
     code
 }
 
+/// Pause after a failed accept on the metrics endpoint.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Longest life of one connection to the metrics endpoint (a scrape takes milliseconds;
+/// a keep-alive scraper simply reconnects).
+const METRICS_CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Serves `GET /metrics` (the optional endpoint; the metrics file is the main output).
 async fn serve_metrics(listener: tokio::net::TcpListener, metrics: mesos_executor::metrics::Metrics) {
     use http_body_util::Full;
     use hyper::{Response, StatusCode, body::Bytes, service::service_fn};
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors (EMFILE) fails every accept at once: pause, not spin.
+                warn!(error = %e, "cannot accept a metrics connection");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
@@ -516,9 +531,10 @@ async fn serve_metrics(listener: tokio::net::TcpListener, metrics: mesos_executo
                 };
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            // A client that never asks (or never reads) must not hold a descriptor forever.
+            let _ = tokio::time::timeout(METRICS_CONNECTION_DEADLINE, connection).await;
         });
     }
 }

@@ -168,3 +168,42 @@ async fn metrics_are_served_over_http_when_asked() {
     assert!(text.contains("mesos_executor_subscriptions_total 1"), "{text}");
     drop(d);
 }
+
+/// CPU time (user + system, in clock ticks) a process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5), counted from the state (field 3).
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_out_of_descriptors_does_not_spin() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let address = format!("--metrics_address=127.0.0.1:{port}");
+    // The daemon under a small descriptor limit (set by python, then exec: same pid).
+    let limit = "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)); \
+                 os.execv(sys.argv[1], sys.argv[1:])";
+    let daemon = env!("CARGO_BIN_EXE_mesos-executor");
+    let command = ["python3", "-c", limit, daemon, "--mode=custom", &address].map(str::to_owned);
+    let d = start_command(AgentConfig::default(), &command).await;
+    let pid = *processes_matching(&address).first().expect("the daemon's pid");
+    // More connections than it has descriptors left: the kernel completes them all, the
+    // daemon accepts until EMFILE, and every later accept fails at once.
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        held.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = cpu_ticks(pid) - before;
+    // A spinning accept loop burns the whole second (about 100 ticks).
+    assert!(used < 20, "the daemon used {used} ticks of CPU in one idle second");
+    drop(held);
+    drop(d);
+}

@@ -12,10 +12,15 @@ pub struct Daemon {
 
 /// Starts the daemon with `args` under a fake agent configured by `config`.
 pub async fn start(config: AgentConfig, args: &[&str]) -> Daemon {
-    let mut agent = FakeAgent::new(config).start().await.unwrap();
     let mut command = vec![env!("CARGO_BIN_EXE_mesos-executor").to_owned()];
     command.extend(args.iter().map(|a| (*a).to_owned()));
-    let sandbox = agent.launch_executor(&command, Output::SandboxFiles).unwrap();
+    start_command(config, &command).await
+}
+
+/// Starts `command` (the daemon behind a wrapper) as the executor under a fake agent.
+pub async fn start_command(config: AgentConfig, command: &[String]) -> Daemon {
+    let mut agent = FakeAgent::new(config).start().await.unwrap();
+    let sandbox = agent.launch_executor(command, Output::SandboxFiles).unwrap();
     let daemon = Daemon { agent, sandbox };
     daemon.wait("subscription", |s| s.subscriptions > 0).await;
     daemon

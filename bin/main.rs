@@ -10,6 +10,7 @@ mod executor;
 mod fetcher;
 mod group;
 mod logrotate;
+mod metrics_endpoint;
 mod state_file;
 mod supervisor;
 mod task_flags;
@@ -437,7 +438,7 @@ fn main() -> ExitCode {
             match tokio::net::TcpListener::bind(address).await {
                 Ok(listener) => {
                     info!(%address, "serving metrics at /metrics");
-                    tokio::spawn(serve_metrics(listener, config.metrics.clone()));
+                    tokio::spawn(metrics_endpoint::serve(listener, config.metrics.clone()));
                 }
                 Err(e) => warn!(%address, error = %e, "cannot serve metrics"),
             }
@@ -491,50 +492,4 @@ async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
     let code = if outcome.is_success() { 0 } else { 1 };
     info!(%outcome, code, "executor ends");
     code
-}
-
-/// Pause after a failed accept on the metrics endpoint.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-
-/// Longest life of one connection to the metrics endpoint (a scrape takes milliseconds;
-/// a keep-alive scraper simply reconnects).
-const METRICS_CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Serves `GET /metrics` (the optional endpoint; the metrics file is the main output).
-async fn serve_metrics(listener: tokio::net::TcpListener, metrics: mesos_executor::metrics::Metrics) {
-    use http_body_util::Full;
-    use hyper::{Response, StatusCode, body::Bytes, service::service_fn};
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of descriptors (EMFILE) fails every accept at once: pause, not spin.
-                warn!(error = %e, "cannot accept a metrics connection");
-                tokio::time::sleep(ACCEPT_RETRY).await;
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let response = if request.uri().path() == "/metrics" {
-                    let mut ok = Response::new(Full::new(Bytes::from(metrics.encode())));
-                    ok.headers_mut().insert(
-                        hyper::header::CONTENT_TYPE,
-                        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                    );
-                    ok
-                } else {
-                    let mut missing = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
-                    *missing.status_mut() = StatusCode::NOT_FOUND;
-                    missing
-                };
-                async move { Ok::<_, std::convert::Infallible>(response) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            // A client that never asks (or never reads) must not hold a descriptor forever.
-            let _ = tokio::time::timeout(METRICS_CONNECTION_DEADLINE, connection).await;
-        });
-    }
 }

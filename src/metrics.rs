@@ -171,17 +171,28 @@ impl Metrics {
 /// Writes `text` to `path` atomically: a temporary file in the same directory, then a
 /// rename, so a reader never sees half a file.
 ///
+/// The directory may be writable by others (a task's user may share it): the temporary
+/// file has an unpredictable name and is created with `O_EXCL | O_NOFOLLOW`, so a planted
+/// file or link is never opened, and the rename replaces a link at `path` instead of
+/// following it.
+///
 /// # Errors
 /// The directory is not writable, or the rename fails.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     let result = (|| {
         // No fsync: a reader never sees half a file, and these files are rewritten often
         // (an fsync per write cost a daemon 2 ms per task launch); a crash may lose the
         // last write, which the next one replaces.
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .mode(0o644)
+            .open(&tmp)?;
         file.write_all(text.as_bytes())?;
         std::fs::rename(&tmp, path)
     })();
@@ -259,5 +270,23 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a 2\n");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
         assert!(write_atomically(&dir.path().join("missing/m.prom"), "x").is_err());
+    }
+
+    /// A writer of the directory plants links where the temporary file would go (the
+    /// name used to be `.<name>.<pid>.tmp`) and where the file itself goes: the files they
+    /// point at are never written, and the link at the file's name is replaced.
+    #[test]
+    fn planted_links_are_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let path = dir.path().join("m.prom");
+        for guess in [format!(".m.prom.{}.tmp", std::process::id()), "m.prom".to_owned()] {
+            std::os::unix::fs::symlink(&victim, dir.path().join(guess)).unwrap();
+        }
+        write_atomically(&path, "a 1\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a 1\n");
     }
 }

@@ -207,3 +207,48 @@ async fn metrics_endpoint_out_of_descriptors_does_not_spin() {
     drop(held);
     drop(d);
 }
+
+/// Idle clients of the metrics endpoint cannot starve the daemon of descriptors: with
+/// 64 connections held open that never send a request, under a 48-descriptor limit, a
+/// LAUNCH still starts its task promptly (it used to wait 12 s for TASK_STARTING and fail
+/// with "Too many open files"), and a scrape still gets an answer once the idle
+/// connections have timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_metrics_clients_do_not_starve_launches() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let address = format!("--metrics_address=127.0.0.1:{port}");
+    let limit = "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)); \
+                 os.execv(sys.argv[1], sys.argv[1:])";
+    let daemon = env!("CARGO_BIN_EXE_mesos-executor");
+    let command = ["python3", "-c", limit, daemon, "--mode=custom", &address].map(str::to_owned);
+    let d = start_command(AgentConfig::default(), &command).await;
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        held.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let launched = std::time::Instant::now();
+    d.agent.agent.launch(data_task("t1", "exit 0"));
+    d.update("t1", TaskState::TaskFinished).await;
+    let took = launched.elapsed();
+    assert!(took < Duration::from_secs(3), "the task took {took:?} to finish under idle metrics clients");
+    // A scrape is answered once the idle ones have timed out: a connection over the cap
+    // is closed at once, and a scraper tries again (here every 200 ms).
+    let asked = std::time::Instant::now();
+    let mut text = String::new();
+    while asked.elapsed() < Duration::from_secs(12) && !text.starts_with("HTTP/1.1 200") {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        text.clear();
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        if stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut text)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(text.starts_with("HTTP/1.1 200"), "no scrape answered within 12 s: {text:?}");
+    drop(held);
+    drop(d);
+}

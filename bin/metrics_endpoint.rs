@@ -1,0 +1,86 @@
+//! The optional metrics endpoint (`--metrics_address`): `GET /metrics` over plain HTTP/1.1
+//! for a local scraper. The metrics file is the main output; this is a convenience, so it
+//! must never cost the daemon or its tasks anything they need.
+//!
+//! Threat model: any local process can connect (the endpoint has no authentication; it
+//! serves nothing secret). A client that connects and never asks, asks slowly, or never
+//! reads holds a descriptor and a task; so at most [`MAX_CONNECTIONS`] are served at once
+//! (connections over the cap are closed at once, so they do not queue either), each must
+//! send its request head within [`REQUEST_READ_TIMEOUT`], is answered once (no
+//! keep-alive), and is closed after [`CONNECTION_DEADLINE`] whatever it does. An accept
+//! that fails (out of descriptors) pauses instead of spinning.
+
+use std::{sync::Arc, time::Duration};
+
+use http_body_util::Full;
+use hyper::{Response, StatusCode, body::Bytes, service::service_fn};
+use mesos_executor::metrics::Metrics;
+use tokio::{net::TcpListener, sync::Semaphore};
+use tracing::warn;
+
+/// Connections served at once; a scraper needs one.
+pub const MAX_CONNECTIONS: usize = 4;
+
+/// Longest wait for a request head (a scrape sends it at once).
+pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest life of one connection, answer included.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Pause after a failed accept.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Serves `listener` until the runtime ends.
+pub async fn serve(listener: TcpListener, metrics: Metrics) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut refused_before = false;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors (EMFILE) fails every accept at once: pause, not spin.
+                warn!(error = %e, "cannot accept a metrics connection");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            if !refused_before {
+                warn!(max = MAX_CONNECTIONS, "metrics endpoint at its connection cap; closing new connections");
+                refused_before = true;
+            }
+            drop(stream);
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let response = answer(request.uri().path(), &metrics);
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(REQUEST_READ_TIMEOUT)
+                .keep_alive(false)
+                .max_buf_size(16 * 1024)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, connection).await;
+        });
+    }
+}
+
+fn answer(path: &str, metrics: &Metrics) -> Response<Full<Bytes>> {
+    if path == "/metrics" {
+        let mut ok = Response::new(Full::new(Bytes::from(metrics.encode())));
+        ok.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        ok
+    } else {
+        let mut missing = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
+        *missing.status_mut() = StatusCode::NOT_FOUND;
+        missing
+    }
+}

@@ -5,9 +5,12 @@
 //!
 //! | variable | value |
 //! |---|---|
+//! | `MESOS_GROUP_SIZE` | how many members the group has |
 //! | `MESOS_GROUP_TASK_IDS` | every member's task id, comma-separated, in launch order |
 //! | `MESOS_GROUP_TASK_NAMES` | every member's name, likewise |
-//! | `MESOS_GROUP_<NAME>_PORTS` | that member's ports, comma-separated |
+//! | `MESOS_GROUP_MEMBER_<i>_ID`, `_NAME` | the id and name of the member at place `<i>` (from 0, launch order) |
+//! | `MESOS_GROUP_MEMBER_<i>_PORTS`, `_ADDRESSES` | its ports and `host:port` addresses |
+//! | `MESOS_GROUP_<NAME>_PORTS` | that member's ports, comma-separated (unique names only) |
 //! | `MESOS_GROUP_<NAME>_ADDRESSES` | `host:port` for each of them, on the agent host |
 //! | `MESOS_GROUP_FILE` | the JSON file describing the group |
 //!
@@ -111,28 +114,60 @@ pub fn describe(tasks: &[TaskInfo], host: &str) -> Group {
 }
 
 /// The variables every member gets.
+///
+/// Every member is visible by its place in the group (`MESOS_GROUP_MEMBER_<i>_*`), which
+/// never collides. The shorter `MESOS_GROUP_<NAME>_*` are given only for names that are
+/// unique in the group once turned into a variable name (Mesos does not make names
+/// unique: two members named `web`, or `web.a` and `web-a`, get none rather than one of
+/// them), and never for a name of the form `MEMBER_<digits>`, which would shadow a place.
 pub fn env(group: &Group, file: &Path) -> Vec<(String, String)> {
     let join = |items: Vec<String>| items.join(",");
     let mut vars = vec![
+        ("MESOS_GROUP_SIZE".to_owned(), group.tasks.len().to_string()),
         ("MESOS_GROUP_TASK_IDS".to_owned(), join(group.tasks.iter().map(|m| m.id.clone()).collect())),
         ("MESOS_GROUP_TASK_NAMES".to_owned(), join(group.tasks.iter().map(|m| m.name.clone()).collect())),
         ("MESOS_GROUP_FILE".to_owned(), file.display().to_string()),
     ];
+    let mut names: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for member in &group.tasks {
+        *names.entry(variable_name(&member.name)).or_default() += 1;
+    }
+    for (i, member) in group.tasks.iter().enumerate() {
+        let ports = join(member.ports.iter().map(u16::to_string).collect());
+        let addresses = join(member.addresses.clone());
+        let place = format!("MESOS_GROUP_MEMBER_{i}");
+        vars.push((format!("{place}_ID"), member.id.clone()));
+        vars.push((format!("{place}_NAME"), member.name.clone()));
+        vars.push((format!("{place}_PORTS"), ports.clone()));
+        vars.push((format!("{place}_ADDRESSES"), addresses.clone()));
         let name = variable_name(&member.name);
-        vars.push((format!("MESOS_GROUP_{name}_PORTS"), join(member.ports.iter().map(u16::to_string).collect())));
-        vars.push((format!("MESOS_GROUP_{name}_ADDRESSES"), join(member.addresses.clone())));
+        if names.get(&name) == Some(&1) && !is_place(&name) {
+            vars.push((format!("MESOS_GROUP_{name}_PORTS"), ports));
+            vars.push((format!("MESOS_GROUP_{name}_ADDRESSES"), addresses));
+        }
     }
     vars
 }
 
-/// The group file for `group`, under `sandbox/groups/`, named after its first member.
+/// `MEMBER_<digits>`: a variable name taken by a member's place.
+fn is_place(name: &str) -> bool {
+    name.strip_prefix("MEMBER_").is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The group file for `group`, under `sandbox/groups/`, named by a digest of every
+/// member's id: two groups never share a file (ids are unique among live tasks), and any
+/// id length fits a file name.
 pub fn file(group: &Group, sandbox: &Path) -> GroupFile {
-    let first = group.tasks.first().map_or("group", |m| m.id.as_str());
-    let safe: String =
-        first.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for member in &group.tasks {
+        // Length-prefixed, so `ab`,`c` and `a`,`bc` differ.
+        context.update(&(member.id.len() as u64).to_be_bytes());
+        context.update(member.id.as_bytes());
+    }
+    let digest = context.finish();
+    let name: String = digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
     let contents = serde_json::to_string_pretty(group).unwrap_or_else(|_| "{}".to_owned());
-    GroupFile { path: sandbox.join("groups").join(format!("{safe}.json")), contents }
+    GroupFile { path: sandbox.join("groups").join(format!("{name}.json")), contents }
 }
 
 #[cfg(test)]
@@ -184,5 +219,51 @@ mod tests {
         let ipv6 = describe(&[task("t", "t", &[(80, 80)])], "::1");
         assert_eq!(ipv6.tasks[0].addresses, ["[::1]:80"]);
         assert_eq!(variable_name("my-db.0"), "MY_DB_0");
+    }
+
+    /// Ids that differ only in punctuation used to share `groups/<id>.json` (one group's
+    /// file replaced another's), and a 250-character first id made a name too long for
+    /// the file system, failing the whole group.
+    #[test]
+    fn group_files_never_collide_and_long_ids_fit() {
+        let one = describe(&[task("a/b", "x", &[])], "h");
+        let other = describe(&[task("a_b", "x", &[])], "h");
+        let sandbox = Path::new("/s");
+        assert_ne!(file(&one, sandbox).path, file(&other, sandbox).path);
+        // Same first member, different rest: different groups.
+        let longer = describe(&[task("a/b", "x", &[]), task("c", "y", &[])], "h");
+        assert_ne!(file(&one, sandbox).path, file(&longer, sandbox).path);
+        // Splitting ids differently is another group too.
+        let split = describe(&[task("ab", "x", &[]), task("c", "y", &[])], "h");
+        let joined = describe(&[task("a", "x", &[]), task("bc", "y", &[])], "h");
+        assert_ne!(file(&split, sandbox).path, file(&joined, sandbox).path);
+        let long = describe(&[task(&"x".repeat(250), "x", &[])], "h");
+        let name = file(&long, sandbox).path.file_name().unwrap().len();
+        assert!(name <= 64, "a {name}-byte file name");
+    }
+
+    /// Names are not unique in Mesos: two members named `web` (or `web.a` and `web-a`)
+    /// each stay visible, by their place in the group; names that would collide get no
+    /// name variables at all rather than one member's.
+    #[test]
+    fn members_with_equal_names_are_each_visible() {
+        let tasks = [task("w1", "web", &[(1, 1)]), task("w2", "web", &[(2, 2)]), task("c", "web-a", &[(3, 3)])];
+        let tasks = [tasks[0].clone(), tasks[1].clone(), tasks[2].clone(), task("d", "web.a", &[(4, 4)])];
+        let vars: std::collections::BTreeMap<_, _> = env(&describe(&tasks, "h"), Path::new("/f")).into_iter().collect();
+        assert_eq!(vars["MESOS_GROUP_SIZE"], "4");
+        for (i, (id, port)) in [("w1", "1"), ("w2", "2"), ("c", "3"), ("d", "4")].into_iter().enumerate() {
+            assert_eq!(vars[&format!("MESOS_GROUP_MEMBER_{i}_ID")], id);
+            assert_eq!(vars[&format!("MESOS_GROUP_MEMBER_{i}_PORTS")], port);
+            assert_eq!(vars[&format!("MESOS_GROUP_MEMBER_{i}_ADDRESSES")], format!("h:{port}"));
+        }
+        assert_eq!(vars["MESOS_GROUP_MEMBER_1_NAME"], "web");
+        assert!(!vars.contains_key("MESOS_GROUP_WEB_PORTS"), "ambiguous: {vars:?}");
+        assert!(!vars.contains_key("MESOS_GROUP_WEB_A_PORTS"), "ambiguous: {vars:?}");
+        // A name that looks like a member's place cannot shadow that member.
+        let tricky = [task("m", "member_1", &[(5, 5)]), task("n", "n", &[(6, 6)])];
+        let vars: std::collections::BTreeMap<_, _> =
+            env(&describe(&tricky, "h"), Path::new("/f")).into_iter().collect();
+        assert_eq!(vars["MESOS_GROUP_MEMBER_1_PORTS"], "6");
+        assert_eq!(vars["MESOS_GROUP_N_PORTS"], "6");
     }
 }

@@ -572,7 +572,11 @@ impl TaskBook {
                 self.report(out, id, TaskState::TaskRunning, result.err(), reason);
             }
             Verdict::Kill => {
+                // Upstream's command executor reports the failure that reaches the limit
+                // too (RUNNING, healthy false), then kills.
                 task.healthy = Some(false);
+                let reason = Some(Reason::TaskHealthCheckStatusUpdated);
+                self.report(out, id, TaskState::TaskRunning, result.err(), reason);
                 let grace = self.grace(id, None);
                 self.kill(id, grace, KillReason::HealthCheck, now, out);
             }

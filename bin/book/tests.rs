@@ -317,6 +317,13 @@ fn health_is_reported_on_change_and_the_limit_kills() {
     assert_eq!(report_of(&effects, "h").message.as_deref(), Some("refused"));
     let effects = bad(&mut book);
     assert_eq!(signals(&effects), [("h".into(), Signal::Term)], "the second failure in a row kills");
+    // Upstream reports every counted failure, the one that kills included, before the kill.
+    let unhealthy = report_of(&effects, "h");
+    assert_eq!(
+        (unhealthy.state, unhealthy.healthy, unhealthy.reason),
+        (TaskState::TaskRunning, Some(false), Some(Reason::TaskHealthCheckStatusUpdated))
+    );
+    assert_eq!(unhealthy.message.as_deref(), Some("refused"));
     let effects = book.step(exited("h", Exit::Signal(15, false)), now + 2 * SEC);
     let last = report_of(&effects, "h");
     assert_eq!((last.state, last.healthy), (TaskState::TaskKilled, Some(false)));

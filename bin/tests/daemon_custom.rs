@@ -85,7 +85,7 @@ async fn failing_health_checks_report_unhealthy_then_kill() {
     assert_eq!(killed.healthy, Some(false), "the terminal update says why");
     let health: Vec<_> =
         d.updates("sick").into_iter().filter(|u| u.reason() == Reason::TaskHealthCheckStatusUpdated).collect();
-    assert_eq!(health.len(), 2, "a report per counted failure below the limit of 3");
+    assert_eq!(health.len(), 3, "a report per counted failure, the one reaching the limit of 3 included (upstream)");
     assert!(health.iter().all(|u| u.healthy == Some(false) && u.state() == TaskState::TaskRunning));
 }
 

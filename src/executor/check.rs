@@ -3,9 +3,9 @@
 //! `REASON_TASK_CHECK_STATUS_UPDATED` whenever the result changes. Unlike health checks
 //! they never kill a task.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use super::{health::seconds, probe, process::Exit};
+use super::{health::timeout, probe, process::Exit};
 use crate::proto::v1::{CheckInfo, CheckStatusInfo, check_info, check_status_info};
 
 /// The status before any result: the check's type with an empty sub-message, as
@@ -47,8 +47,8 @@ pub fn empty(check: &CheckInfo) -> Option<CheckStatusInfo> {
 /// ```
 pub async fn run(check: &CheckInfo, env: &BTreeMap<String, String>, cwd: &Path) -> Option<CheckStatusInfo> {
     let mut status = empty(check)?;
-    let timeout = seconds(check.timeout_seconds());
-    // A timeout leaves the status empty, like a probe that could not run.
+    // A timeout leaves the status empty, like a probe that could not run; zero is none.
+    let timeout = timeout(check.timeout_seconds()).unwrap_or(Duration::MAX);
     let _ = tokio::time::timeout(timeout, async {
         match check.r#type() {
             check_info::Type::Command => {
@@ -99,6 +99,9 @@ mod tests {
         let exit = |s: Option<CheckStatusInfo>| s.and_then(|s| s.command).and_then(|c| c.exit_code);
         assert_eq!(exit(run(&command_check("exit 3"), &env, &cwd).await), Some(3));
         assert_eq!(exit(run(&command_check("true"), &env, &cwd).await), Some(0));
+        let mut unbounded = command_check("sleep 0.2; exit 5");
+        unbounded.timeout_seconds = Some(0.0);
+        assert_eq!(exit(run(&unbounded, &env, &cwd).await), Some(5), "zero is no timeout");
         let timed_out = run(&command_check("sleep 5"), &env, &cwd).await.unwrap();
         assert_eq!(timed_out, empty(&command_check("x")).unwrap(), "a timeout is an empty result of the type");
         let tcp = CheckInfo {

@@ -112,7 +112,7 @@ pub async fn probe(
     env: &std::collections::BTreeMap<String, String>,
     cwd: &std::path::Path,
 ) -> Result<(), String> {
-    let timeout = seconds(check.timeout_seconds());
+    let timeout = timeout(check.timeout_seconds());
     let run = async {
         match check.r#type() {
             health_check::Type::Command => {
@@ -124,7 +124,8 @@ pub async fn probe(
             }
             health_check::Type::Http => {
                 let http = check.http.as_ref().ok_or("HTTP health check without 'http'")?;
-                let status = probe::http(http.port, http.path.as_deref(), http.protocol()).await?;
+                let scheme = http.scheme.as_deref().filter(|s| !s.is_empty()).unwrap_or("http");
+                let status = probe::http_scheme(scheme, http.port, http.path.as_deref(), http.protocol()).await?;
                 if (200..400).contains(&status) {
                     Ok(())
                 } else {
@@ -138,10 +139,24 @@ pub async fn probe(
             health_check::Type::Unknown => Err("health check has no type".to_owned()),
         }
     };
+    let Some(timeout) = timeout else { return run.await };
     match tokio::time::timeout(timeout, run).await {
         Ok(result) => result,
         Err(_) => Err(format!("timed out after {timeout:?}")),
     }
+}
+
+/// A check's `timeout_seconds`: zero (or negative, or NaN) means no timeout, as
+/// upstream's `CheckerProcess` reads it ("Zero value means infinite timeout").
+///
+/// ```
+/// use std::time::Duration;
+/// use mesos_executor::executor::health::timeout;
+/// assert_eq!(timeout(0.0), None);
+/// assert_eq!(timeout(1.5), Some(Duration::from_millis(1500)));
+/// ```
+pub fn timeout(value: f64) -> Option<Duration> {
+    Some(seconds(value)).filter(|t| !t.is_zero())
 }
 
 #[cfg(test)]
@@ -246,5 +261,9 @@ mod tests {
         assert_eq!(probe(&command("true"), &env, &cwd).await, Ok(()));
         assert!(probe(&command("exit 4"), &env, &cwd).await.unwrap_err().contains("status 4"));
         assert!(probe(&command("sleep 5"), &env, &cwd).await.unwrap_err().contains("timed out"));
+        // Zero means no timeout (it used to time out at once and kill healthy tasks).
+        let mut unbounded = command("sleep 0.2");
+        unbounded.timeout_seconds = Some(0.0);
+        assert_eq!(probe(&unbounded, &env, &cwd).await, Ok(()));
     }
 }

@@ -178,24 +178,30 @@ pub fn build(
     let mut env: BTreeMap<String, String> =
         base.into_iter().filter(|(k, _)| !WITHHELD_FROM_TASKS.contains(&k.as_str())).collect();
     if let Some(environment) = &command.environment {
-        for var in &environment.variables {
-            match var.r#type() {
-                environment::variable::Type::Secret => {
-                    if let Some(data) = var.secret.as_ref().and_then(|s| s.value.as_ref()) {
-                        env.insert(var.name.clone(), String::from_utf8_lossy(&data.data).into_owned());
-                    }
-                }
-                _ => {
-                    env.insert(var.name.clone(), var.value().to_owned());
-                }
-            }
-        }
+        apply_environment(&mut env, environment);
     }
     if let Some(role) = task.resources.first().and_then(|r| r.allocation_info.as_ref()).and_then(|a| a.role.clone()) {
         env.insert("MESOS_ALLOCATION_ROLE".to_owned(), role);
     }
     env.insert(TASK_MARKER.to_owned(), marker.to_owned());
     Ok(LaunchSpec { program, argv, env, user: command.user.clone().filter(|u| !u.is_empty()) })
+}
+
+/// Sets `environment`'s variables in `env`, over what is there: plain values, and
+/// secrets of type VALUE resolved (references are refused before a task gets here).
+pub(crate) fn apply_environment(env: &mut BTreeMap<String, String>, environment: &crate::proto::v1::Environment) {
+    for var in &environment.variables {
+        match var.r#type() {
+            environment::variable::Type::Secret => {
+                if let Some(data) = var.secret.as_ref().and_then(|s| s.value.as_ref()) {
+                    env.insert(var.name.clone(), String::from_utf8_lossy(&data.data).into_owned());
+                }
+            }
+            _ => {
+                env.insert(var.name.clone(), var.value().to_owned());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -143,15 +143,12 @@ fn open_dir(parent: &OwnedFd, name: &str) -> rustix::io::Result<OwnedFd> {
 /// The file cannot be opened or made (the task keeps replacing it, the disk is full).
 pub fn open_log(dir: &OwnedFd, name: &str) -> io::Result<File> {
     let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    match rustix::fs::openat(dir, name, flags, Mode::empty()) {
-        Ok(fd) => {
-            let stat = rustix::fs::fstat(&fd)?;
-            if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile && stat.st_nlink == 1 {
-                return blocking(fd);
-            }
+    // Missing; or a symlink (ELOOP), a FIFO without a reader (ENXIO), ...: replaced below.
+    if let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        let stat = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile && stat.st_nlink == 1 {
+            return blocking(fd);
         }
-        // Missing; or a symlink (ELOOP), a FIFO without a reader (ENXIO), ...: replaced.
-        Err(_) => {}
     }
     let mut last = Errno::EXIST;
     for _ in 0..3 {

@@ -188,3 +188,26 @@ async fn a_full_disk_that_frees_up_resumes_the_log() {
     assert_eq!(complaints, 1, "one warning for the outage, not one per chunk:\n{log}");
     assert!(log.contains("writing the task's log again"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_left_holding_the_output_delays_the_exit_report_boundedly() {
+    let args = ["--mode=custom", "--task_log_max_size=1MB"];
+    let d = start(AgentConfig::default(), &args).await;
+    let marker = unique_seconds();
+    // The background sleep keeps the task's stdout open after the shell exits.
+    d.agent.agent.launch(data_task("leaver", &format!("sleep {marker} & echo bye")));
+    d.update("leaver", TaskState::TaskRunning).await;
+    let running = std::time::Instant::now();
+    d.update("leaver", TaskState::TaskFinished).await;
+    let waited = running.elapsed();
+    assert!(waited < Duration::from_secs(6), "the exit was reported after {waited:?}");
+    assert_eq!(std::fs::read_to_string(d.sandbox.join("tasks/leaver/stdout")).unwrap(), "bye\n");
+    let log = std::fs::read_to_string(d.sandbox.join("stderr")).unwrap_or_default();
+    assert!(log.contains("still open after it exited"), "the wait is logged:\n{log}");
+    // The process left behind is cleaned up with the task.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !processes_matching(&marker).is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the background process outlived its task");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -5,7 +5,9 @@
 //! new `stdout` starts, so the agent's sandbox browser always shows the current one.
 //!
 //! Files are cut at a line's end, so no line is split across files (a single line
-//! longer than the size is the exception: it is cut at the size). A reader and a writer
+//! longer than the size is the exception: it is cut at the size; and so is one longer
+//! than [`CARRY_MAX`], which is not held in memory until its end but written as it
+//! comes, starting a new file if it does not fit in the current one). A reader and a writer
 //! are joined by a bounded queue of chunks, so a slow disk does not hold the task up
 //! until [`QUEUE_CHUNKS`] chunks are waiting. The disk work runs on blocking threads, a
 //! batch of chunks at a time, never on the runtime's thread.
@@ -29,6 +31,9 @@ use tracing::{info, warn};
 /// Chunks read ahead of the disk (each at most [`CHUNK`] bytes).
 pub const QUEUE_CHUNKS: usize = 256;
 const CHUNK: usize = 64 * 1024;
+
+/// Most bytes of an unfinished line held back waiting for its end.
+pub const CARRY_MAX: usize = 1 << 20;
 
 /// How one log is rotated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +213,7 @@ impl Log {
             self.put(&lines)?;
             wrote = true;
         }
-        let max = usize::try_from(self.rotation.max_size).unwrap_or(usize::MAX);
+        let max = usize::try_from(self.rotation.max_size).unwrap_or(usize::MAX).min(CARRY_MAX);
         while self.carry.len() > max {
             let piece: Vec<u8> = self.carry.drain(..max).collect();
             self.put(&piece)?;
@@ -323,6 +328,23 @@ mod tests {
         log.finish();
         assert_eq!(std::fs::read_to_string(dir.path().join("stdout.1")).unwrap(), "aaaa\n");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "bbb\ncc\n");
+    }
+
+    #[test]
+    fn a_long_line_is_written_as_it_comes_not_held_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::new(target(dir.path(), "stdout"), Rotation { max_size: 100 << 20, max_files: 1 });
+        log.write(b"first\n");
+        let chunk = vec![b'x'; CHUNK];
+        for _ in 0..48 {
+            log.write(&chunk);
+            assert!(log.carry.len() <= CARRY_MAX, "{} bytes held", log.carry.len());
+        }
+        log.write(b"\nlast\n");
+        log.finish();
+        let text = std::fs::read(dir.path().join("stdout")).unwrap();
+        assert_eq!(text.len(), 6 + 48 * CHUNK + 6, "every byte, in one file");
+        assert!(text.starts_with(b"first\nxxx") && text.ends_with(b"xxx\nlast\n"));
     }
 
     #[tokio::test]

@@ -82,6 +82,7 @@ impl TaskSandbox {
             rustix::fs::fchown(&dir, Some(uid), Some(gid))
                 .map_err(|e| context(e.into(), "chown of the task's directory", &path))?;
         }
+        // An absolute target, as upstream's default executor links its tasks.
         let name = link_name(task_id);
         let link = match rustix::fs::symlinkat(&path, &tasks, name.as_str()) {
             Ok(()) => name,

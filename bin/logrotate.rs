@@ -1,24 +1,39 @@
 //! Per-task log rotation (custom mode, `--task_log_max_size`): a task's stdout and stderr
-//! come through pipes, and each is written to `tasks/<id>/stdout` (or `stderr`) in the
+//! come through pipes, and each is written to `stdout` (or `stderr`) in the task's
 //! sandbox until the next write would pass the size; then `stdout` becomes `stdout.1`
 //! (`stdout.1` becomes `stdout.2`, ...; past `--task_log_max_files` the oldest goes) and a
 //! new `stdout` starts, so the agent's sandbox browser always shows the current one.
 //!
 //! Files are cut at a line's end, so no line is split across files (a single line
-//! longer than the size is the exception: it is cut at the size). A reader and a writer
+//! longer than the size is the exception: it is cut at the size; and so is one longer
+//! than [`CARRY_MAX`], which is not held in memory until its end but written as it
+//! comes, starting a new file if it does not fit in the current one). A reader and a writer
 //! are joined by a bounded queue of chunks, so a slow disk does not hold the task up
-//! until [`QUEUE_CHUNKS`] chunks are waiting.
+//! until [`QUEUE_CHUNKS`] chunks are waiting. The disk work runs on blocking threads, a
+//! batch of chunks at a time, never on the runtime's thread.
+//!
+//! The task owns the directory: every file is opened and renamed beneath the directory's
+//! descriptor, never through a path and never through a symlink (`sandbox.rs`).
+//!
+//! Nothing ends a log but the end of its pipe: a write that fails (a full disk) is
+//! logged once, its chunk dropped (the pipe is still drained, so the task never blocks),
+//! and the next chunk tries again, reopening the file; when one succeeds, that is logged.
 
-use std::{io, path::PathBuf};
+use std::{fs::File, io, io::Write as _, os::fd::OwnedFd, sync::Arc};
 
+use rustix::fs::AtFlags;
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt},
     sync::mpsc,
 };
+use tracing::{info, warn};
 
 /// Chunks read ahead of the disk (each at most [`CHUNK`] bytes).
 pub const QUEUE_CHUNKS: usize = 256;
 const CHUNK: usize = 64 * 1024;
+
+/// Most bytes of an unfinished line held back waiting for its end.
+pub const CARRY_MAX: usize = 1 << 20;
 
 /// How one log is rotated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,21 +68,63 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
-/// Copies `pipe` into `path` with rotation until the pipe closes. Errors end the copy
-/// (logged by the caller); the task is never blocked by them, its pipe is drained.
-pub async fn pump(pipe: impl AsyncRead + Unpin + Send + 'static, path: PathBuf, rotation: Rotation) -> io::Result<()> {
+/// Most chunks written in one trip to a blocking thread.
+const BATCH: usize = 16;
+
+/// Where a log goes: a file name beneath a task's directory.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The task's directory, opened when it was created.
+    pub dir: Arc<OwnedFd>,
+    /// `stdout` or `stderr`.
+    pub name: &'static str,
+    /// For the daemon's own log.
+    pub task_id: String,
+}
+
+/// Copies `pipe` into `target` with rotation until the pipe closes and everything read
+/// is on disk. Write errors are logged and survived (see the module docs).
+pub async fn pump(pipe: impl AsyncRead + Unpin + Send + 'static, target: Target, rotation: Rotation) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE_CHUNKS);
     let reader = tokio::spawn(read(pipe, tx));
-    let mut log = Log::open(path, rotation).await?;
-    let mut result = Ok(());
-    while let Some(chunk) = rx.recv().await {
-        if result.is_ok() {
-            result = log.write(&chunk).await;
+    let mut log = Log::new(target, rotation);
+    let mut open = true;
+    while open {
+        let mut batch = Vec::new();
+        match rx.recv().await {
+            Some(chunk) => batch.push(chunk),
+            None => open = false,
         }
-        // After a write error the pipe is still drained, so the task does not block.
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(chunk) => batch.push(chunk),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        let done = tokio::task::spawn_blocking(move || {
+            for chunk in &batch {
+                log.write(chunk);
+            }
+            if !open {
+                log.finish();
+            }
+            log
+        });
+        log = match done.await {
+            Ok(log) => log,
+            // Only a panic gets here; the pipe is drained so the task does not block.
+            Err(e) => {
+                warn!(error = %e, "task log writer failed; the rest of this stream is dropped");
+                while rx.recv().await.is_some() {}
+                break;
+            }
+        };
     }
     let _ = reader.await;
-    result.and(log.finish().await)
 }
 
 async fn read(mut pipe: impl AsyncRead + Unpin, tx: mpsc::Sender<Vec<u8>>) {
@@ -86,80 +143,122 @@ async fn read(mut pipe: impl AsyncRead + Unpin, tx: mpsc::Sender<Vec<u8>>) {
 
 /// The current file and its size.
 struct Log {
-    path: PathBuf,
+    target: Target,
     rotation: Rotation,
-    file: tokio::fs::File,
+    /// `None` until opened, and again after an error (reopened by the next write).
+    file: Option<File>,
     size: u64,
     /// The start of a line whose end has not come yet: it is written with its end, so
-    /// that a rotation never falls inside it.
+    /// that a rotation never falls inside it. It holds no newline.
     carry: Vec<u8>,
+    /// The last write failed (and was logged).
+    failing: bool,
 }
 
 impl Log {
-    async fn open(path: PathBuf, rotation: Rotation) -> io::Result<Log> {
-        let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await?;
-        let size = file.metadata().await?.len();
-        Ok(Log { path, rotation, file, size, carry: Vec::new() })
+    fn new(target: Target, rotation: Rotation) -> Log {
+        Log { target, rotation, file: None, size: 0, carry: Vec::new(), failing: false }
     }
 
-    fn numbered(&self, n: usize) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(format!(".{n}"));
-        PathBuf::from(name)
+    fn numbered(&self, n: usize) -> String {
+        format!("{}.{n}", self.target.name)
+    }
+
+    /// The open file, opened (beneath the task's directory) if need be.
+    fn file(&mut self) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            let file = crate::sandbox::open_log(&self.target.dir, self.target.name)?;
+            self.size = file.metadata()?.len();
+            self.file = Some(file);
+        }
+        self.file.as_mut().ok_or_else(|| io::Error::other("the log file is not open"))
     }
 
     /// `stdout` → `stdout.1` → ... → `stdout.<max_files>` (dropped past it), then a new
-    /// empty `stdout`.
-    async fn rotate(&mut self) -> io::Result<()> {
-        self.file.flush().await?;
+    /// empty `stdout`. Renames and unlinks act on names, never through a symlink.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file = None;
+        let dir = Arc::clone(&self.target.dir);
         let keep = self.rotation.max_files;
         if keep == 0 {
-            let _ = tokio::fs::remove_file(&self.path).await;
+            let _ = rustix::fs::unlinkat(&*dir, self.target.name, AtFlags::empty());
         } else {
-            let _ = tokio::fs::remove_file(self.numbered(keep)).await;
+            let _ = rustix::fs::unlinkat(&*dir, self.numbered(keep).as_str(), AtFlags::empty());
             for n in (1..keep).rev() {
-                let _ = tokio::fs::rename(self.numbered(n), self.numbered(n + 1)).await;
+                let _ = rustix::fs::renameat(&*dir, self.numbered(n).as_str(), &*dir, self.numbered(n + 1).as_str());
             }
-            tokio::fs::rename(&self.path, self.numbered(1)).await?;
+            rustix::fs::renameat(&*dir, self.target.name, &*dir, self.numbered(1).as_str())?;
         }
-        self.file = tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await?;
         self.size = 0;
-        Ok(())
+        self.file().map(|_| ())
     }
 
     /// Takes a chunk: its whole lines are written now, the start of an unfinished line
-    /// waits for its end (unless it is already longer than a file).
-    async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        self.carry.extend_from_slice(chunk);
-        let whole = self.carry.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let rest = self.carry.split_off(whole);
-        let lines = std::mem::replace(&mut self.carry, rest);
-        self.put(&lines).await?;
-        let max = usize::try_from(self.rotation.max_size).unwrap_or(usize::MAX);
-        while self.carry.len() > max {
-            let piece: Vec<u8> = self.carry.drain(..max).collect();
-            self.put(&piece).await?;
-        }
-        Ok(())
+    /// waits for its end (unless it is already longer than a file). A failure drops
+    /// the chunk and is logged once; the next chunk tries again.
+    fn write(&mut self, chunk: &[u8]) {
+        let result = self.take(chunk);
+        self.note(result);
     }
 
-    /// The end of the stream: what is left, then everything on disk (a tokio file hands
-    /// writes to a thread, so they are there only once flushed).
-    async fn finish(&mut self) -> io::Result<()> {
+    fn take(&mut self, chunk: &[u8]) -> io::Result<bool> {
+        // The carry holds no newline: only the new bytes are searched (a long line
+        // must not be rescanned for every chunk).
+        let whole = chunk.iter().rposition(|b| *b == b'\n').map(|i| self.carry.len() + i + 1);
+        self.carry.extend_from_slice(chunk);
+        let mut wrote = false;
+        if let Some(whole) = whole {
+            let rest = self.carry.split_off(whole);
+            let lines = std::mem::replace(&mut self.carry, rest);
+            self.put(&lines)?;
+            wrote = true;
+        }
+        let max = usize::try_from(self.rotation.max_size).unwrap_or(usize::MAX).min(CARRY_MAX);
+        while self.carry.len() > max {
+            let piece: Vec<u8> = self.carry.drain(..max).collect();
+            self.put(&piece)?;
+            wrote = true;
+        }
+        Ok(wrote)
+    }
+
+    /// Logs a change between writing and failing.
+    fn note(&mut self, result: io::Result<bool>) {
+        let Target { task_id, name, .. } = &self.target;
+        match result {
+            Err(e) => {
+                // Reopened (and its size read again) by the next write.
+                self.file = None;
+                if !self.failing {
+                    warn!(task_id, log = name, error = %e, "cannot write the task's log; its output is dropped until a write succeeds");
+                    self.failing = true;
+                }
+            }
+            Ok(true) if self.failing => {
+                info!(task_id, log = name, "writing the task's log again");
+                self.failing = false;
+            }
+            Ok(_) => {}
+        }
+    }
+
+    /// The end of the stream: what is left.
+    fn finish(&mut self) {
         let rest = std::mem::take(&mut self.carry);
-        self.put(&rest).await?;
-        self.file.flush().await
+        let result = self.put(&rest).map(|()| !rest.is_empty());
+        self.note(result);
     }
 
     /// Writes `data` (whole lines, or a piece of a line longer than a file), rotating
     /// at line ends.
-    async fn put(&mut self, mut data: &[u8]) -> io::Result<()> {
+    fn put(&mut self, mut data: &[u8]) -> io::Result<()> {
         let max = self.rotation.max_size;
         while !data.is_empty() {
+            self.file()?;
             let room = usize::try_from(max.saturating_sub(self.size)).unwrap_or(usize::MAX);
             if data.len() <= room {
-                self.file.write_all(data).await?;
-                self.size += data.len() as u64;
+                self.file()?.write_all(data)?;
+                self.size = self.size.saturating_add(data.len() as u64);
                 return Ok(());
             }
             // Cut after the last whole line that fits; a fresh file takes a line longer
@@ -170,11 +269,11 @@ impl Log {
                 None => 0,
             };
             if cut > 0 {
-                self.file.write_all(&data[..cut]).await?;
-                self.size += cut as u64;
+                self.file()?.write_all(&data[..cut])?;
+                self.size = self.size.saturating_add(cut as u64);
                 data = &data[cut..];
             }
-            self.rotate().await?;
+            self.rotate()?;
         }
         Ok(())
     }
@@ -183,6 +282,12 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target(dir: &std::path::Path, name: &'static str) -> Target {
+        let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY;
+        let dir = rustix::fs::open(dir, flags, rustix::fs::Mode::empty()).unwrap();
+        Target { dir: Arc::new(dir), name, task_id: "t".to_owned() }
+    }
 
     #[test]
     fn sizes_as_stout_writes_them() {
@@ -197,10 +302,9 @@ mod tests {
     #[tokio::test]
     async fn rotation_keeps_whole_lines_within_the_size_and_the_tail_of_the_output() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("stdout");
         let text: String = (1..=5000).map(|n| format!("line {n}\n")).collect();
         let rotation = Rotation { max_size: 4096, max_files: 3 };
-        pump(std::io::Cursor::new(text.clone().into_bytes()), path.clone(), rotation).await.unwrap();
+        pump(std::io::Cursor::new(text.clone().into_bytes()), target(dir.path(), "stdout"), rotation).await;
         let mut kept = String::new();
         for name in ["stdout.3", "stdout.2", "stdout.1", "stdout"] {
             let part = std::fs::read_to_string(dir.path().join(name)).unwrap();
@@ -217,13 +321,30 @@ mod tests {
     async fn a_chunk_that_fills_the_file_mid_line_does_not_split_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stdout");
-        let mut log = Log::open(path.clone(), Rotation { max_size: 7, max_files: 2 }).await.unwrap();
+        let mut log = Log::new(target(dir.path(), "stdout"), Rotation { max_size: 7, max_files: 2 });
         // Exactly the size, ending inside "bbb": the line must not be split by the rotation.
-        log.write(b"aaaa\nbb").await.unwrap();
-        log.write(b"b\ncc\n").await.unwrap();
-        log.finish().await.unwrap();
+        log.write(b"aaaa\nbb");
+        log.write(b"b\ncc\n");
+        log.finish();
         assert_eq!(std::fs::read_to_string(dir.path().join("stdout.1")).unwrap(), "aaaa\n");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "bbb\ncc\n");
+    }
+
+    #[test]
+    fn a_long_line_is_written_as_it_comes_not_held_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::new(target(dir.path(), "stdout"), Rotation { max_size: 100 << 20, max_files: 1 });
+        log.write(b"first\n");
+        let chunk = vec![b'x'; CHUNK];
+        for _ in 0..48 {
+            log.write(&chunk);
+            assert!(log.carry.len() <= CARRY_MAX, "{} bytes held", log.carry.len());
+        }
+        log.write(b"\nlast\n");
+        log.finish();
+        let text = std::fs::read(dir.path().join("stdout")).unwrap();
+        assert_eq!(text.len(), 6 + 48 * CHUNK + 6, "every byte, in one file");
+        assert!(text.starts_with(b"first\nxxx") && text.ends_with(b"xxx\nlast\n"));
     }
 
     #[tokio::test]
@@ -231,7 +352,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stderr");
         let rotation = Rotation { max_size: 10, max_files: 5 };
-        pump(std::io::Cursor::new(b"0123456789ABCDEFGHIJ\nok\n".to_vec()), path.clone(), rotation).await.unwrap();
+        pump(std::io::Cursor::new(b"0123456789ABCDEFGHIJ\nok\n".to_vec()), target(dir.path(), "stderr"), rotation)
+            .await;
         assert_eq!(std::fs::read_to_string(dir.path().join("stderr.2")).unwrap(), "0123456789");
         assert_eq!(std::fs::read_to_string(dir.path().join("stderr.1")).unwrap(), "ABCDEFGHIJ");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "\nok\n");

@@ -11,6 +11,7 @@ mod fetcher;
 mod group;
 mod logrotate;
 mod metrics_endpoint;
+mod sandbox;
 mod state_file;
 mod supervisor;
 mod task_flags;
@@ -61,7 +62,8 @@ struct Args {
     /// The sandbox path inside the task's container (image tasks only; unused here).
     #[arg(long = "sandbox_directory", alias = "sandbox-directory", env = "MESOS_SANDBOX_DIRECTORY")]
     sandbox_directory: Option<PathBuf>,
-    /// Working directory of tasks (default: the sandbox, MESOS_SANDBOX).
+    /// Working directory of tasks (default: the sandbox, MESOS_SANDBOX; in custom mode
+    /// each task's own directory beneath it).
     #[arg(long = "working_directory", alias = "working-directory", env = "MESOS_WORKING_DIRECTORY")]
     working_directory: Option<PathBuf>,
     /// Root filesystem of an image task. Images are not supported: such tasks get
@@ -354,13 +356,10 @@ fn main() -> ExitCode {
         None if args.launcher_dir.is_some() => Mode::Command,
         None => Mode::Custom,
     };
-    let sandbox = args
-        .working_directory
-        .clone()
-        .or_else(|| task_flags.working_directory.clone())
-        .or_else(|| env.sandbox.clone())
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_else(|| PathBuf::from("."));
+    // The executor's sandbox; tasks run in it (drop-in) or in directories of their own
+    // beneath it (custom), unless the operator names a working directory.
+    let sandbox = env.sandbox.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| PathBuf::from("."));
+    let working_directory = args.working_directory.clone().or_else(|| task_flags.working_directory.clone());
     if let Err(e) = process::become_subreaper() {
         warn!(error = %e, "cannot become a child subreaper; orphaned task processes will not be reaped here");
     }
@@ -396,6 +395,7 @@ fn main() -> ExitCode {
     let supervisor_config = SupervisorConfig {
         mode,
         sandbox,
+        working_directory,
         task_command,
         user: args.user,
         shutdown_grace: config.env.shutdown_grace_period,

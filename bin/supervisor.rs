@@ -32,6 +32,7 @@ pub use crate::book::Mode;
 use crate::{
     book::{Effect, Input, Report, Signal, TaskBook},
     group::{self, GroupFile},
+    sandbox::TaskSandbox,
     state_file::StateFile,
 };
 
@@ -40,8 +41,12 @@ use crate::{
 pub struct SupervisorConfig {
     /// Deployment mode.
     pub mode: Mode,
-    /// The sandbox: every task's working directory.
+    /// The executor's sandbox. Drop-in mode: the task's. Custom mode: each task gets a
+    /// directory of its own beneath it (`sandbox.rs`).
     pub sandbox: PathBuf,
+    /// `--working_directory` (or `--task_launch_info`'s): every task's working
+    /// directory instead of its sandbox.
+    pub working_directory: Option<PathBuf>,
     /// `--task_command`: a CommandInfo that overrides the task's (drop-in mode).
     pub task_command: Option<CommandInfo>,
     /// `--user`: run tasks as this user when their CommandInfo names none.
@@ -132,7 +137,13 @@ pub(crate) struct Supervisor {
     flush_scheduled: bool,
     /// Each task's `CommandInfo.uris`, from its preparation to its start.
     uris: HashMap<String, Vec<mesos_executor::proto::v1::command_info::Uri>>,
+    /// Each task's own directory (custom mode), from its start to its clean-up.
+    sandboxes: HashMap<String, TaskSandbox>,
 }
+
+/// How long a task's exit waits for its logs to be written out (a background process
+/// may hold the task's pipes open forever).
+const LOG_DRAIN_DEADLINE: Duration = Duration::from_secs(3);
 
 impl Supervisor {
     pub fn new(driver: DriverHandle, config: SupervisorConfig, tx: mpsc::UnboundedSender<Msg>) -> Self {
@@ -149,6 +160,7 @@ impl Supervisor {
             state,
             flush_scheduled: false,
             uris: HashMap::new(),
+            sandboxes: HashMap::new(),
         }
     }
 
@@ -203,7 +215,10 @@ impl Supervisor {
             }
             Msg::LaunchGroup(group) => self.prepare_group(group.tasks),
             Msg::Fetched { members, file, failed: Some((member, error)) } => {
-                let task_ids = members.into_iter().map(|(id, _)| id).collect();
+                let task_ids: Vec<String> = members.into_iter().map(|(id, _)| id).collect();
+                for id in &task_ids {
+                    self.sandboxes.remove(id);
+                }
                 drop(file);
                 Input::NotStarted { task_ids, member, error }
             }
@@ -376,7 +391,7 @@ impl Supervisor {
 
     /// Drop-in mode: the task shares the executor's own stdout and stderr (the agent's
     /// `stdout`/`stderr` files in the sandbox), as upstream's task inherits them. Custom
-    /// mode: `tasks/<task id>/stdout` and `stderr` in the sandbox.
+    /// mode: `stdout` and `stderr` in the task's own directory, opened beneath it.
     fn output(&self, id: &str) -> std::io::Result<(Stdio, Stdio)> {
         if let Some(tty) = &self.config.task_flags.tty {
             let tty = OpenOptions::new().read(true).write(true).open(tty)?;
@@ -385,41 +400,71 @@ impl Supervisor {
         if self.config.mode == Mode::Command {
             return Ok((Stdio::inherit(), Stdio::inherit()));
         }
-        let dir = self.task_dir(id);
-        std::fs::create_dir_all(&dir)?;
         if self.config.log_rotation.is_some() {
             // The supervisor writes them, rotating (see logrotate.rs).
             return Ok((Stdio::piped(), Stdio::piped()));
         }
-        let mut open = OpenOptions::new();
-        open.create(true).append(true);
-        Ok((open.open(dir.join("stdout"))?.into(), open.open(dir.join("stderr"))?.into()))
+        let dir = &self.sandboxes.get(id).ok_or_else(|| std::io::Error::other("the task has no sandbox"))?.dir;
+        Ok((crate::sandbox::open_log(dir, "stdout")?.into(), crate::sandbox::open_log(dir, "stderr")?.into()))
     }
 
-    /// `tasks/<id>` in the sandbox, for the task's output.
-    fn task_dir(&self, id: &str) -> PathBuf {
-        let safe: String = id.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
-        self.config.sandbox.join("tasks").join(safe)
+    /// Where the task and its probes run: `--working_directory` if given, else its own
+    /// directory (custom mode) or the executor's sandbox (drop-in mode).
+    fn cwd(&self, id: &str) -> PathBuf {
+        let own = self.sandboxes.get(id).map(|s| &s.path);
+        self.config.working_directory.as_ref().or(own).unwrap_or(&self.config.sandbox).clone()
+    }
+
+    /// Custom mode: each member's own directory, made before anything is fetched into
+    /// it (as the member's user), and its `MESOS_SANDBOX`. Upstream's default executor
+    /// gives each task its container's sandbox the same way.
+    fn make_sandboxes(&mut self, members: &mut [(String, Box<LaunchSpec>)]) -> Result<(), (String, String)> {
+        if self.config.mode != Mode::Custom {
+            return Ok(());
+        }
+        for (id, spec) in members.iter_mut() {
+            let made = crate::sandbox::owner_of(spec.user.as_deref())
+                .and_then(|owner| TaskSandbox::create(&self.config.sandbox, id, owner));
+            match made {
+                Ok(sandbox) => {
+                    info!(task_id = id, sandbox = %sandbox.path.display(), link = %sandbox.link.display(), "task sandbox made");
+                    spec.env.insert("MESOS_SANDBOX".to_owned(), sandbox.path.display().to_string());
+                    self.sandboxes.insert(id.clone(), sandbox);
+                }
+                Err(e) => return Err((id.clone(), format!("cannot make the task's sandbox: {e}"))),
+            }
+        }
+        Ok(())
     }
 
     /// The start barrier: prepares every member (its output files, its user and program,
     /// the group file) and starts them only if all are prepared; otherwise none runs.
-    fn start(&mut self, members: Vec<(String, Box<LaunchSpec>)>, file: Option<GroupFile>) -> Vec<Input> {
+    fn start(&mut self, mut members: Vec<(String, Box<LaunchSpec>)>, file: Option<GroupFile>) -> Vec<Input> {
+        if let Err((member, error)) = self.make_sandboxes(&mut members) {
+            let task_ids: Vec<String> = members.into_iter().map(|(id, _)| id).collect();
+            for id in &task_ids {
+                self.uris.remove(id);
+                self.sandboxes.remove(id);
+            }
+            return vec![Input::NotStarted { task_ids, member, error }];
+        }
         let fetches: Vec<_> = members
             .iter()
             .filter_map(|(id, spec)| {
                 let uris = self.uris.remove(id)?;
-                Some((id.clone(), uris, spec.user.clone().unwrap_or_default()))
+                // Into the task's own directory (custom mode), else the sandbox.
+                let dir = self.sandboxes.get(id).map_or_else(|| self.config.sandbox.clone(), |s| s.path.clone());
+                Some((id.clone(), uris, spec.user.clone().unwrap_or_default(), dir))
             })
             .collect();
         if fetches.is_empty() {
             return self.start_fetched(members, file);
         }
         // Fetching takes its time: off this task, and the start resumes when it is done.
-        let (fetcher, dir, tx) = (self.config.fetcher.clone(), self.config.sandbox.clone(), self.tx.clone());
+        let (fetcher, tx) = (self.config.fetcher.clone(), self.tx.clone());
         tokio::spawn(async move {
             let mut failed = None;
-            for (id, uris, user) in fetches {
+            for (id, uris, user, dir) in fetches {
                 if let Err(e) = fetcher.fetch_all(&uris, &dir, &user).await {
                     failed = Some((id, e));
                     break;
@@ -443,6 +488,9 @@ impl Supervisor {
                 Ok((spec, output)) => prepared.push((task_id, spec, output)),
                 Err(e) => {
                     let error = format!("cannot start {program:?}: {e}");
+                    for id in &ids {
+                        self.sandboxes.remove(id);
+                    }
                     return vec![Input::NotStarted { task_ids: ids, member: task_id, error }];
                 }
             }
@@ -456,6 +504,9 @@ impl Supervisor {
             if let Err(e) = written {
                 let error = format!("cannot write the group file {}: {e}", file.path.display());
                 let member = ids.first().cloned().unwrap_or_default();
+                for id in &ids {
+                    self.sandboxes.remove(id);
+                }
                 return vec![Input::NotStarted { task_ids: ids, member, error }];
             }
         }
@@ -503,7 +554,7 @@ impl Supervisor {
 
     /// Spawns the task's process and a waiter that reports its exit.
     fn spawn(&mut self, task_id: String, spec: LaunchSpec, (out, err): (Stdio, Stdio)) -> Input {
-        let spawned = process::spawn(&spec, &self.config.sandbox, out, err);
+        let spawned = process::spawn(&spec, &self.cwd(&task_id), out, err);
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -516,31 +567,40 @@ impl Supervisor {
             process::own_child(pid);
         }
         info!(task_id, pid, "task started");
-        if let Some(rotation) = self.config.log_rotation {
-            let dir = self.task_dir(&task_id);
+        let mut pumps = Vec::new();
+        if let (Some(rotation), Some(sandbox)) = (self.config.log_rotation, self.sandboxes.get(&task_id)) {
             let pipes = [
                 (child.stdout.take().map(|p| Box::new(p) as Pipe), "stdout"),
                 (child.stderr.take().map(|p| Box::new(p) as Pipe), "stderr"),
             ];
             for (pipe, name) in pipes {
                 let Some(pipe) = pipe else { continue };
-                let (path, id) = (dir.join(name), task_id.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = crate::logrotate::pump(pipe, path, rotation).await {
-                        warn!(task_id = id, error = %e, "task log rotation failed; the rest of this stream is dropped");
-                    }
-                });
+                let target = crate::logrotate::Target { dir: Arc::clone(&sandbox.dir), name, task_id: task_id.clone() };
+                pumps.push(tokio::spawn(crate::logrotate::pump(pipe, target, rotation)));
             }
         }
         self.state.started(&task_id, pid);
         let marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
         self.procs.insert(task_id.clone(), Proc { pid, marker, env: Some(Arc::new(spec.env)), timers: Vec::new() });
-        // The waiter is detached: it must outlive kills and report the exit.
+        // The waiter is detached: it must outlive kills and report the exit, once the
+        // task's logs are on disk (or their deadline passed), so that the terminal update
+        // never goes out, and the executor never ends, ahead of the task's last words.
         let (tx, id) = (self.tx.clone(), task_id.clone());
         tokio::spawn(async move {
             let exit = child.wait().await.map(Exit::from_status).map_err(|e| e.to_string());
             if let Some(pid) = pid {
                 process::forget_child(pid);
+            }
+            let deadline = Instant::now() + LOG_DRAIN_DEADLINE;
+            for pump in pumps {
+                if tokio::time::timeout_at(deadline, pump).await.is_err() {
+                    warn!(
+                        task_id = id,
+                        deadline = ?LOG_DRAIN_DEADLINE,
+                        "the task's output is still open after it exited (a process it left holds it); reporting the exit without waiting for the rest of its log"
+                    );
+                    break;
+                }
             }
             let _ = tx.send(Msg::Book(Input::Exited { task_id: id, exit }));
         });
@@ -550,7 +610,7 @@ impl Supervisor {
     /// Starts the task's health and general checks on their schedules.
     fn probe(&mut self, task_id: &str, health_check: Option<HealthCheck>, check: Option<CheckInfo>) {
         let Some(env) = self.procs.get_mut(task_id).and_then(|p| p.env.take()) else { return };
-        let cwd = Arc::new(self.config.sandbox.clone());
+        let cwd = Arc::new(self.cwd(task_id));
         let mut timers = Vec::new();
         if let Some(hc) = health_check {
             let (delay, interval) = (hc.delay_seconds(), hc.interval_seconds());
@@ -598,6 +658,7 @@ impl Supervisor {
     /// No process of an ended task outlives it: its group now, then whatever left the
     /// group (found by its marker) for a few more moments.
     fn clean_up(&mut self, task_id: &str) {
+        self.sandboxes.remove(task_id);
         let Some(mut proc) = self.procs.remove(task_id) else { return };
         proc.stop_timers();
         process::kill_group(proc.pid);

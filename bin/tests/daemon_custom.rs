@@ -290,7 +290,8 @@ async fn general_checks_report_changes_and_never_kill() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(exit_codes(&d), [Some(7)], "one update for a result that does not change, and no kill");
-    std::fs::write(d.sandbox.join("ready"), b"").unwrap();
+    // The check runs in the task's own directory.
+    std::fs::write(d.sandbox.join("tasks/checked/ready"), b"").unwrap();
     for _ in 0..100 {
         if exit_codes(&d) == [Some(7), Some(0)] {
             break;

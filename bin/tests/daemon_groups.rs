@@ -45,7 +45,8 @@ async fn no_member_runs_unless_every_member_can() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for id in ["a", "b", "c"] {
-        assert!(!d.sandbox.join(format!("ran-{id}")).exists(), "no process of the group ran ({id} did)");
+        let ran = [d.sandbox.join(format!("ran-{id}")), d.sandbox.join(format!("tasks/{id}/ran-{id}"))];
+        assert!(!ran.iter().any(|f| f.exists()), "no process of the group ran ({id} did)");
     }
     // A member whose program is missing stops the group the same way.
     let ok = shell_task("ok", "touch ran-ok; sleep 30");
@@ -55,7 +56,7 @@ async fn no_member_runs_unless_every_member_can() {
     d.agent.agent.launch_group(TaskGroupInfo { tasks: vec![ok, missing] });
     let failed = d.update("ok", TaskState::TaskFailed).await;
     assert!(failed.message().contains("/no/such/program"), "{}", failed.message());
-    assert!(!d.sandbox.join("ran-ok").exists());
+    assert!(!d.sandbox.join("ran-ok").exists() && !d.sandbox.join("tasks/ok/ran-ok").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,7 +80,8 @@ async fn every_member_sees_every_other_members_ports_and_addresses() {
     }
     let host = "localhost"; // the fake agent's AgentInfo.hostname
     for id in ["db-0", "web-0", "cache-0"] {
-        let path = d.sandbox.join(format!("env-{id}.txt"));
+        // Each member writes in its own directory.
+        let path = d.sandbox.join(format!("tasks/{id}/env-{id}.txt"));
         let mut env = String::new();
         for _ in 0..100 {
             env = std::fs::read_to_string(&path).unwrap_or_default();
@@ -100,7 +102,7 @@ async fn every_member_sees_every_other_members_ports_and_addresses() {
             assert!(env.lines().any(|l| l == line), "{id} lacks {line}:\n{env}");
         }
     }
-    let copy = d.sandbox.join("group-copy.json");
+    let copy = d.sandbox.join("tasks/db-0/group-copy.json");
     for _ in 0..100 {
         if copy.exists() {
             break;

@@ -511,4 +511,36 @@ mod tests {
         let err = spawn(&spec, dir.path(), Stdio::null(), Stdio::null()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
+
+    #[tokio::test]
+    async fn a_terminal_that_is_none_fails_the_spawn() {
+        let spec =
+            LaunchSpec { program: "/bin/true".into(), argv: vec!["true".into()], env: Default::default(), user: None };
+        let options = StartOptions { controlling_tty: true, ..StartOptions::default() };
+        let err = spawn_with(&spec, Path::new("/"), Stdio::null(), Stdio::null(), Stdio::null(), &options).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::ENOTTY), "{err}");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs root: switches user"]
+    async fn a_user_task_has_the_users_groups_and_the_extra_ones() {
+        let spec = LaunchSpec {
+            program: "/bin/sh".into(),
+            argv: vec!["sh".into(), "-c".into(), "grep ^Groups: /proc/self/status".into()],
+            env: Default::default(),
+            user: Some("nobody".into()),
+        };
+        let nobody = User::from_name("nobody").unwrap().unwrap();
+        let name = std::ffi::CString::new("nobody").unwrap();
+        let own = nix::unistd::getgrouplist(&name, nobody.gid).unwrap();
+        let options = StartOptions { extra_groups: vec![4242], ..StartOptions::default() };
+        let child = spawn_with(&spec, Path::new("/"), Stdio::null(), Stdio::piped(), Stdio::null(), &options).unwrap();
+        let output = child.wait_with_output().await.unwrap();
+        let line = String::from_utf8_lossy(&output.stdout).into_owned();
+        let groups: Vec<u32> = line.split_whitespace().skip(1).map(|g| g.parse().unwrap()).collect();
+        for gid in own.iter().map(|g| g.as_raw()).chain([4242]) {
+            assert!(groups.contains(&gid), "{gid} missing from {line:?}");
+        }
+        assert!(!groups.contains(&0), "{line:?}");
+    }
 }

@@ -1,11 +1,21 @@
 //! `mesos-executor --exec_helper=<spec>`: the last step before a task's program, for
-//! what a plain spawn cannot do. The supervisor starts it (as root, in the task's process
-//! group, with the task's environment) when the agent asked for supplementary groups or
-//! capabilities, as upstream's launch helper does: it sets the groups, drops the bounding
-//! set, switches to the task's user keeping the asked capabilities, and `exec`s the
-//! program, which keeps its pid. A failure is said on stderr (the task's) and exits 127.
+//! what a spawn cannot do safely in the child: capabilities. The supervisor starts it (as
+//! root, in the task's process group or session, with the task's environment) when the
+//! agent asked for capabilities, as upstream's launch helper does
+//! (`src/slave/containerizer/mesos/launch.cpp`): it switches to the task's user with its
+//! groups keeping its capabilities, sets every capability set as upstream's
+//! `calculateCapabilities` computes them, and `exec`s the program, which keeps its pid.
+//! A failure is said on stderr (the task's) and exits 127.
+//!
+//! `main` recognises the helper from its argv before it parses any flag: the helper's
+//! environment is the task's, and nothing in it may change what the helper does.
 
-use std::{collections::HashSet, ffi::CString, process::ExitCode, str::FromStr};
+use std::{
+    collections::HashSet,
+    ffi::{CString, OsString},
+    process::ExitCode,
+    str::FromStr,
+};
 
 use caps::{CapSet, Capability};
 use nix::unistd::{Gid, Uid, execvp, setgid, setgroups, setuid};
@@ -21,13 +31,113 @@ pub struct HelperSpec {
     /// Switch to this user and group.
     pub uid: Option<u32>,
     pub gid: Option<u32>,
-    /// Supplementary groups (`--task_supplementary_groups`).
+    /// With a user: every group of it (its own from the group database, computed before
+    /// the spawn, and `--task_supplementary_groups`).
     pub groups: Vec<u32>,
-    /// `--effective_capabilities`: the task's permitted, effective, inheritable and
-    /// ambient sets.
+    /// `--effective_capabilities` (see [`calculate`]).
     pub effective: Option<Vec<String>>,
-    /// `--bounding_capabilities`: everything else is dropped from the bounding set.
+    /// `--bounding_capabilities` (see [`calculate`]).
     pub bounding: Option<Vec<String>>,
+}
+
+/// The flag that makes this program the helper: `argv` is exactly the program and
+/// `--exec_helper=<spec>`, as the supervisor writes it.
+pub const FLAG: &str = "--exec_helper=";
+
+/// The spec when `argv` is the helper's (see [`FLAG`]), read from nothing else.
+pub fn spec_from_argv(argv: impl IntoIterator<Item = OsString>) -> Option<String> {
+    let mut argv = argv.into_iter().skip(1);
+    let spec = argv.next()?.into_string().ok()?.strip_prefix(FLAG)?.to_owned();
+    argv.next().is_none().then_some(spec)
+}
+
+/// A process's five capability sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapSets {
+    pub effective: HashSet<Capability>,
+    pub permitted: HashSet<Capability>,
+    pub inheritable: HashSet<Capability>,
+    pub bounding: HashSet<Capability>,
+    pub ambient: HashSet<Capability>,
+}
+
+impl CapSets {
+    /// This thread's sets.
+    fn read() -> Result<CapSets, caps::errors::CapsError> {
+        Ok(CapSets {
+            effective: caps::read(None, CapSet::Effective)?,
+            permitted: caps::read(None, CapSet::Permitted)?,
+            inheritable: caps::read(None, CapSet::Inheritable)?,
+            bounding: caps::read(None, CapSet::Bounding)?,
+            ambient: caps::read(None, CapSet::Ambient).unwrap_or_default(),
+        })
+    }
+}
+
+/// The sets a task gets from the process's `current` ones, as upstream's
+/// `calculateCapabilities` (`src/slave/containerizer/mesos/launch.cpp`) computes them:
+/// effective capabilities, when given, become all five sets; bounding capabilities,
+/// when given, replace the bounding set; and the inheritable set is always the bounding
+/// set, so that no file capability grants more than it. Without effective
+/// capabilities the effective, permitted and ambient sets stay as they are: a task of
+/// another user loses them at exec, one running as root gets its bounding set.
+///
+/// # Errors
+/// Ambient capabilities (the effective ones) outside the inheritable set (the bounding
+/// one): effective capabilities that the bounding capabilities do not include.
+pub fn calculate(
+    current: CapSets,
+    effective: Option<&HashSet<Capability>>,
+    bounding: Option<&HashSet<Capability>>,
+) -> Result<CapSets, String> {
+    let mut sets = current;
+    if let Some(effective) = effective {
+        sets = CapSets {
+            effective: effective.clone(),
+            permitted: effective.clone(),
+            inheritable: effective.clone(),
+            bounding: effective.clone(),
+            ambient: effective.clone(),
+        };
+    }
+    if let Some(bounding) = bounding {
+        sets.bounding = bounding.clone();
+    }
+    sets.inheritable = sets.bounding.clone();
+    // Upstream's Capabilities::set checks the same before it changes anything.
+    let mut outside: Vec<String> = sets.ambient.difference(&sets.inheritable).map(ToString::to_string).collect();
+    if !outside.is_empty() {
+        outside.sort();
+        return Err(format!("effective capabilities {outside:?} are not in the bounding capabilities"));
+    }
+    Ok(sets)
+}
+
+/// Makes `target` this thread's sets, in an order the kernel accepts at every step
+/// (needs `CAP_SETPCAP` in the effective set and `target.permitted` within the
+/// permitted one).
+fn apply(target: &CapSets) -> Result<(), String> {
+    for cap in caps::runtime::thread_all_supported() {
+        if !target.bounding.contains(&cap) && caps::drop(None, CapSet::Bounding, cap).is_err() {
+            return Err(format!("cannot drop {cap} from the bounding set"));
+        }
+    }
+    // Inheritable while permitted is still whole; effective before permitted, which it
+    // must stay within.
+    for (set, value) in [
+        (CapSet::Inheritable, &target.inheritable),
+        (CapSet::Effective, &target.effective),
+        (CapSet::Permitted, &target.permitted),
+    ] {
+        caps::set(None, set, value).map_err(|e| format!("{set:?}: {e}"))?;
+    }
+    if caps::runtime::ambient_set_supported().is_ok() {
+        caps::clear(None, CapSet::Ambient).map_err(|e| format!("ambient: {e}"))?;
+        for cap in &target.ambient {
+            caps::raise(None, CapSet::Ambient, *cap).map_err(|e| format!("ambient {cap}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Parses capability names as upstream writes them (`NET_RAW`, or `CAP_NET_RAW`).
@@ -67,48 +177,43 @@ pub fn run(spec: &str) -> ExitCode {
         Ok(caps) => caps,
         Err(e) => return fail("--bounding_capabilities", e),
     };
-    if let Some(keep) = &bounding {
-        for cap in caps::runtime::thread_all_supported() {
-            if !keep.contains(&cap) && caps::drop(None, CapSet::Bounding, cap).is_err() {
-                return fail("--bounding_capabilities", format!("cannot drop {cap} from the bounding set"));
-            }
-        }
-    }
-    if effective.is_some()
+    let set_caps = effective.is_some() || bounding.is_some();
+    // Upstream's order: keep capabilities across the user switch, switch (group, groups,
+    // user), then set the capabilities.
+    if set_caps
+        && spec.uid.is_some()
         && let Err(e) = caps::securebits::set_keepcaps(true)
     {
         return fail("keep capabilities across the user switch", e);
     }
-    if spec.uid.is_some() || !spec.groups.is_empty() {
-        let mut groups: Vec<Gid> = spec.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-        if let Some(gid) = spec.gid {
-            groups.insert(0, Gid::from_raw(gid));
+    if let (Some(uid), Some(gid)) = (spec.uid, spec.gid) {
+        if let Err(e) = setgid(Gid::from_raw(gid)) {
+            return fail("setgid", e);
         }
+        let groups: Vec<Gid> = spec.groups.iter().map(|g| Gid::from_raw(*g)).collect();
         if let Err(e) = setgroups(&groups) {
-            return fail("--task_supplementary_groups", e);
+            return fail("setgroups", e);
+        }
+        if let Err(e) = setuid(Uid::from_raw(uid)) {
+            return fail("setuid", e);
         }
     }
-    if let Some(gid) = spec.gid
-        && let Err(e) = setgid(Gid::from_raw(gid))
-    {
-        return fail("setgid", e);
-    }
-    if let Some(uid) = spec.uid
-        && let Err(e) = setuid(Uid::from_raw(uid))
-    {
-        return fail("setuid", e);
-    }
-    if let Some(keep) = &effective {
-        // Effective first: it must stay a subset of permitted at every step.
-        for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
-            if let Err(e) = caps::set(None, set, keep) {
-                return fail("--effective_capabilities", format!("{set:?}: {e}"));
-            }
+    if set_caps {
+        // The user switch cleared the effective set; changing the bounding set needs
+        // CAP_SETPCAP there (as upstream restores it).
+        if let Err(e) = caps::raise(None, CapSet::Effective, Capability::CAP_SETPCAP) {
+            return fail("CAP_SETPCAP", e);
         }
-        for cap in keep {
-            if let Err(e) = caps::raise(None, CapSet::Ambient, *cap) {
-                return fail("--effective_capabilities", format!("ambient {cap}: {e}"));
-            }
+        let current = match CapSets::read() {
+            Ok(current) => current,
+            Err(e) => return fail("read capabilities", e),
+        };
+        let target = match calculate(current, effective.as_ref(), bounding.as_ref()) {
+            Ok(target) => target,
+            Err(e) => return fail("capabilities", e),
+        };
+        if let Err(e) = apply(&target) {
+            return fail("capabilities", e);
         }
     }
     let Ok(program) = CString::new(spec.program.clone()) else { return fail("program", "contains a NUL byte") };
@@ -129,5 +234,107 @@ mod tests {
         let caps = parse_caps(&["NET_RAW".into(), "cap_chown".into()]).unwrap();
         assert!(caps.contains(&Capability::CAP_NET_RAW) && caps.contains(&Capability::CAP_CHOWN));
         assert!(parse_caps(&["FLY".into()]).unwrap_err().contains("FLY"));
+    }
+
+    fn set(caps: &[Capability]) -> HashSet<Capability> {
+        caps.iter().copied().collect()
+    }
+
+    /// A root process: everything but inheritable and ambient.
+    fn root() -> CapSets {
+        let all = caps::all();
+        CapSets { effective: all.clone(), permitted: all.clone(), bounding: all, ..CapSets::default() }
+    }
+
+    /// The helper after switching to another user keeping its capabilities: permitted
+    /// kept, effective cleared but for CAP_SETPCAP (which it raises again).
+    fn switched() -> CapSets {
+        CapSets { effective: set(&[Capability::CAP_SETPCAP]), ..root() }
+    }
+
+    /// The kernel's rules at `exec` of a program without file capabilities (see
+    /// capabilities(7)): root gets its bounding and inheritable sets as permitted (and
+    /// effective); another user gets its ambient set.
+    fn after_exec(sets: &CapSets, as_root: bool) -> CapSets {
+        let permitted = if as_root {
+            sets.bounding.union(&sets.inheritable).chain(&sets.ambient).copied().collect()
+        } else {
+            sets.ambient.clone()
+        };
+        let effective = if as_root { permitted.clone() } else { sets.ambient.clone() };
+        CapSets { effective, permitted, ..sets.clone() }
+    }
+
+    const NET_RAW: Capability = Capability::CAP_NET_RAW;
+    const CHOWN: Capability = Capability::CAP_CHOWN;
+
+    #[test]
+    fn effective_alone_is_every_set_for_a_root_task_and_a_nobody_task() {
+        let only = set(&[NET_RAW]);
+        let expected = CapSets {
+            effective: only.clone(),
+            permitted: only.clone(),
+            inheritable: only.clone(),
+            bounding: only.clone(),
+            ambient: only.clone(),
+        };
+        let root_task = calculate(root(), Some(&only), None).unwrap();
+        assert_eq!(root_task, expected);
+        assert_eq!(after_exec(&root_task, true), expected, "root gets no more than it was given");
+        let nobody_task = calculate(switched(), Some(&only), None).unwrap();
+        assert_eq!(after_exec(&nobody_task, false), expected);
+    }
+
+    #[test]
+    fn bounding_alone_bounds_root_and_gives_nobody_nothing() {
+        let bounding = set(&[NET_RAW, CHOWN]);
+        let root_task = calculate(root(), None, Some(&bounding)).unwrap();
+        assert_eq!((&root_task.bounding, &root_task.inheritable), (&bounding, &bounding));
+        assert!(root_task.ambient.is_empty());
+        let root_exec = after_exec(&root_task, true);
+        assert_eq!((&root_exec.permitted, &root_exec.effective), (&bounding, &bounding));
+        let nobody_exec = after_exec(&calculate(switched(), None, Some(&bounding)).unwrap(), false);
+        assert!(nobody_exec.permitted.is_empty() && nobody_exec.effective.is_empty());
+        assert_eq!(nobody_exec.bounding, bounding);
+    }
+
+    #[test]
+    fn both_give_the_effective_ones_within_the_bounding_ones() {
+        let (effective, bounding) = (set(&[NET_RAW]), set(&[NET_RAW, CHOWN]));
+        let task = calculate(switched(), Some(&effective), Some(&bounding)).unwrap();
+        assert_eq!(task.bounding, bounding);
+        assert_eq!(task.inheritable, bounding, "inheritable is the bounding set");
+        assert_eq!((&task.ambient, &task.permitted, &task.effective), (&effective, &effective, &effective));
+        let nobody = after_exec(&task, false);
+        assert_eq!((&nobody.permitted, &nobody.effective), (&effective, &effective));
+        // As upstream: a root task gets its bounding set, the bounding flag winning.
+        assert_eq!(
+            after_exec(&calculate(root(), Some(&effective), Some(&bounding)).unwrap(), true).effective,
+            bounding
+        );
+    }
+
+    #[test]
+    fn effective_outside_bounding_is_refused_naming_them() {
+        let error = calculate(root(), Some(&set(&[NET_RAW])), Some(&set(&[CHOWN]))).unwrap_err();
+        assert!(error.contains("CAP_NET_RAW"), "{error}");
+    }
+
+    #[test]
+    fn neither_changes_nothing_but_clips_inheritable() {
+        let mut current = root();
+        current.inheritable = set(&[NET_RAW]);
+        current.bounding = set(&[CHOWN]);
+        let task = calculate(current.clone(), None, None).unwrap();
+        assert_eq!(task, CapSets { inheritable: set(&[CHOWN]), ..current });
+    }
+
+    #[test]
+    fn the_helper_is_known_by_its_argv_alone() {
+        let argv = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(spec_from_argv(argv(&["mesos-executor", "--exec_helper={}"])), Some("{}".to_owned()));
+        assert_eq!(spec_from_argv(argv(&["mesos-executor"])), None);
+        assert_eq!(spec_from_argv(argv(&["mesos-executor", "--mode=custom"])), None);
+        assert_eq!(spec_from_argv(argv(&["mesos-executor", "--exec_helper={}", "--mode=custom"])), None);
     }
 }

@@ -120,9 +120,6 @@ struct Args {
     /// Internal: the task marker prefix the watchdog cleans up.
     #[arg(long = "watchdog_marker", hide = true)]
     watchdog_marker: Option<String>,
-    /// Internal: run as the exec helper of a task (see exec_helper.rs).
-    #[arg(long = "exec_helper", hide = true)]
-    exec_helper: Option<String>,
     /// An Environment in JSON that the agent's isolators computed for the task (resolved
     /// secrets, ...), over the executor's environment and under the task's own.
     #[arg(long = "task_environment", alias = "task-environment", env = "MESOS_TASK_ENVIRONMENT")]
@@ -140,7 +137,8 @@ struct Args {
     /// A CapabilityInfo in JSON: the task's bounding set (needs root).
     #[arg(long = "bounding_capabilities", alias = "bounding-capabilities", env = "MESOS_BOUNDING_CAPABILITIES")]
     bounding_capabilities: Option<String>,
-    /// The slave end of a TTY for the task's stdout and stderr (stdin stays closed).
+    /// The slave end of a TTY: the task's stdin, stdout and stderr, and its controlling
+    /// terminal in a session of its own.
     #[arg(long = "tty_slave_path", alias = "tty-slave-path", env = "MESOS_TTY_SLAVE_PATH")]
     tty_slave_path: Option<String>,
     /// The containerizer's launch info for the task, in JSON (environment, working
@@ -267,13 +265,15 @@ fn parse_args() -> Result<(Args, Vec<String>), ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Before clap: the helper's environment is the task's, whose MESOS_* variables
+    // must not be read as this program's flags.
+    if let Some(spec) = exec_helper::spec_from_argv(std::env::args_os()) {
+        return exec_helper::run(&spec);
+    }
     let (args, dropped_flags) = match parse_args() {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
-    if let Some(spec) = &args.exec_helper {
-        return exec_helper::run(spec);
-    }
     if let (Some(parent), Some(prefix)) = (args.watchdog, &args.watchdog_marker) {
         return watchdog::run(parent, prefix);
     }

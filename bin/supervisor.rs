@@ -394,7 +394,7 @@ impl Supervisor {
     /// mode: `stdout` and `stderr` in the task's own directory, opened beneath it.
     fn output(&self, id: &str) -> std::io::Result<(Stdio, Stdio)> {
         if let Some(tty) = &self.config.task_flags.tty {
-            let tty = OpenOptions::new().read(true).write(true).open(tty)?;
+            let tty = open_tty(tty)?;
             return Ok((tty.try_clone()?.into(), tty.into()));
         }
         if self.config.mode == Mode::Command {
@@ -513,9 +513,9 @@ impl Supervisor {
         prepared.into_iter().map(|(task_id, spec, output)| self.spawn(task_id, spec, output)).collect()
     }
 
-    /// With supplementary groups or capabilities asked (`--task_supplementary_groups`,
-    /// `--effective_capabilities`, `--bounding_capabilities`), the task starts as this
-    /// program's exec helper, which applies them and becomes the task.
+    /// With capabilities asked (`--effective_capabilities`, `--bounding_capabilities`),
+    /// the task starts as this program's exec helper, which switches to the task's user
+    /// with its groups, applies them, and becomes the task.
     fn through_helper(&self, spec: LaunchSpec) -> std::io::Result<LaunchSpec> {
         let flags = &self.config.task_flags;
         if !flags.needs_helper() {
@@ -524,37 +524,55 @@ impl Supervisor {
         if !nix::unistd::getuid().is_root() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
-                "--task_supplementary_groups and the capability flags need the executor to run as root",
+                "the capability flags need the executor to run as root",
             ));
         }
-        let user = match &spec.user {
-            Some(name) => nix::unistd::User::from_name(name)
-                .map_err(std::io::Error::from)?
-                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("no such user {name:?}")))?
-                .into(),
-            None => None::<nix::unistd::User>,
+        // As a spawn would: no switch to the executor's own user, and a user's groups
+        // from the group database (read here, in the daemon) with the flag's.
+        let identity = match &spec.user {
+            Some(name) => {
+                let user = nix::unistd::User::from_name(name).map_err(std::io::Error::from)?.ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, format!("no such user {name:?}"))
+                })?;
+                let switch = user.uid != nix::unistd::getuid();
+                switch.then(|| process::identity_of(&user, &flags.groups)).transpose()?
+            }
+            None => None,
         };
         let helper = crate::exec_helper::HelperSpec {
             program: spec.program.clone(),
             argv: spec.argv.clone(),
-            uid: user.as_ref().map(|u| u.uid.as_raw()),
-            gid: user.as_ref().map(|u| u.gid.as_raw()),
-            groups: flags.groups.clone(),
+            uid: identity.as_ref().map(|i| i.uid.as_raw()),
+            gid: identity.as_ref().map(|i| i.gid.as_raw()),
+            groups: identity.iter().flat_map(|i| &i.groups).map(|g| g.as_raw()).collect(),
             effective: flags.effective.clone(),
             bounding: flags.bounding.clone(),
         };
         let json = serde_json::to_string(&helper).map_err(std::io::Error::other)?;
         Ok(LaunchSpec {
             program: self.config.helper.display().to_string(),
-            argv: vec!["mesos-executor".to_owned(), format!("--exec_helper={json}")],
+            argv: vec!["mesos-executor".to_owned(), format!("{}{json}", crate::exec_helper::FLAG)],
             env: spec.env,
             user: None,
         })
     }
 
+    /// The task's stdin and how it starts: the terminal as its controlling one, and
+    /// the supplementary groups for a task that switches user.
+    fn start_options(&self) -> std::io::Result<(Stdio, process::StartOptions)> {
+        let flags = &self.config.task_flags;
+        let stdin = match &flags.tty {
+            Some(tty) => open_tty(tty)?.into(),
+            None => Stdio::null(),
+        };
+        Ok((stdin, process::StartOptions { extra_groups: flags.groups.clone(), controlling_tty: flags.tty.is_some() }))
+    }
+
     /// Spawns the task's process and a waiter that reports its exit.
     fn spawn(&mut self, task_id: String, spec: LaunchSpec, (out, err): (Stdio, Stdio)) -> Input {
-        let spawned = process::spawn(&spec, &self.cwd(&task_id), out, err);
+        let cwd = self.cwd(&task_id);
+        let spawned =
+            self.start_options().and_then(|(stdin, options)| process::spawn_with(&spec, &cwd, stdin, out, err, &options));
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -678,4 +696,17 @@ impl Supervisor {
             }
         });
     }
+}
+
+/// Opens `--tty_slave_path` for a task, with `O_NOCTTY`: the terminal must become the
+/// task's controlling terminal, never the executor's (a session leader, as the agent
+/// starts it), which a hang-up would kill and whose task would stop on SIGTTOU.
+fn open_tty(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("--tty_slave_path {}: {e}", path.display())))
 }

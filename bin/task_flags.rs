@@ -20,7 +20,8 @@ pub struct TaskFlags {
     pub effective: Option<Vec<String>>,
     /// `--bounding_capabilities`.
     pub bounding: Option<Vec<String>>,
-    /// `--tty_slave_path`: the task's stdout and stderr (stdin stays closed).
+    /// `--tty_slave_path`: the task's stdin, stdout and stderr, and its controlling
+    /// terminal.
     pub tty: Option<PathBuf>,
     /// `--working_directory` from `--task_launch_info`.
     pub working_directory: Option<PathBuf>,
@@ -145,9 +146,10 @@ impl TaskFlags {
         Ok(())
     }
 
-    /// Whether tasks need the exec helper (groups or capabilities).
+    /// Whether tasks need the exec helper: capabilities. Groups do not: the spawn sets
+    /// them in the child, without an extra `exec`.
     pub fn needs_helper(&self) -> bool {
-        !self.groups.is_empty() || self.effective.is_some() || self.bounding.is_some()
+        self.effective.is_some() || self.bounding.is_some()
     }
 }
 

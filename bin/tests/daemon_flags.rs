@@ -54,19 +54,6 @@ async fn the_task_launch_info_gives_environment_and_working_directory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tty_gets_the_tasks_output() {
-    let dir = tempfile::tempdir().unwrap();
-    // The slave end of a pseudo-terminal, as far as the task can tell: a file it writes to.
-    let tty = dir.path().join("pts-7");
-    std::fs::write(&tty, b"").unwrap();
-    let flag = format!("--tty_slave_path={}", tty.display());
-    let d = run_one(&[&flag], "echo on the tty; echo errors too >&2").await;
-    d.update("t1", TaskState::TaskFinished).await;
-    let seen = std::fs::read_to_string(&tty).unwrap();
-    assert!(seen.contains("on the tty") && seen.contains("errors too"), "{seen:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_cannot_be_honoured_fails_the_task_naming_the_flag() {
     let d = run_one(&["--rootfs=/var/lib/mesos/provisioner/rootfs/abc"], "true").await;
     let error = d.update("t1", TaskState::TaskError).await;
@@ -132,4 +119,147 @@ async fn capabilities_are_applied_before_exec() {
     // CAP_CHOWN is bit 0, CAP_NET_RAW bit 13.
     assert!(caps.contains("CapEff:\t0000000000002000"), "{caps}");
     assert!(caps.contains("CapBnd:\t0000000000002001"), "{caps}");
+}
+
+/// The `Cap*` lines of the task's `/proc/self/status`, as `name value` pairs.
+fn caps_of(d: &Daemon) -> Vec<(String, String)> {
+    read(d, "caps.txt")
+        .lines()
+        .filter_map(|l| l.split_once(":\t"))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// Runs one task printing its capability sets, with `args`, and returns them.
+async fn task_caps(args: &[&str]) -> Vec<(String, String)> {
+    let mut all = vec![DROP_IN];
+    all.extend_from_slice(args);
+    let d = start(AgentConfig::default(), &all).await;
+    let _ = std::process::Command::new("chmod").arg("777").arg(&d.sandbox).status();
+    d.agent.agent.launch(shell_task("t1", "grep -E '^Cap' /proc/self/status > caps.txt"));
+    d.update("t1", TaskState::TaskFinished).await;
+    caps_of(&d)
+}
+
+fn all_sets(value: &str) -> Vec<(String, String)> {
+    ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"].iter().map(|k| ((*k).to_owned(), value.to_owned())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (scripts/test.sh includes it when run as root)"]
+async fn effective_capabilities_alone_bound_a_root_task() {
+    // Upstream's calculateCapabilities: effective alone is also the bounding set, so a
+    // task running as root gets no more than it was given (CAP_NET_RAW is bit 13).
+    let caps = task_caps(&[r#"--effective_capabilities={"capabilities":["NET_RAW"]}"#]).await;
+    assert_eq!(caps, all_sets("0000000000002000"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (scripts/test.sh includes it when run as root)"]
+async fn effective_capabilities_alone_bound_a_nobody_task() {
+    let caps = task_caps(&["--user=nobody", r#"--effective_capabilities={"capabilities":["NET_RAW"]}"#]).await;
+    assert_eq!(caps, all_sets("0000000000002000"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (scripts/test.sh includes it when run as root)"]
+async fn bounding_capabilities_alone_bound_a_root_task_and_leave_nobody_nothing() {
+    // A root task's permitted set is its bounding set on exec; a nobody task's is empty.
+    let bounding = r#"--bounding_capabilities={"capabilities":["NET_RAW","CHOWN"]}"#;
+    let root = task_caps(&[bounding]).await;
+    assert_eq!(
+        root,
+        [("CapInh", "2001"), ("CapPrm", "2001"), ("CapEff", "2001"), ("CapBnd", "2001"), ("CapAmb", "0")]
+            .map(|(k, v)| (k.to_owned(), format!("{v:0>16}")))
+    );
+    let nobody = task_caps(&["--user=nobody", bounding]).await;
+    assert_eq!(
+        nobody,
+        [("CapInh", "2001"), ("CapPrm", "0"), ("CapEff", "0"), ("CapBnd", "2001"), ("CapAmb", "0")]
+            .map(|(k, v)| (k.to_owned(), format!("{v:0>16}")))
+    );
+}
+
+/// A user and a group made for one test (root only), the user a member of the group;
+/// both removed when dropped, even when the test fails.
+struct TestUser {
+    user: String,
+    group: String,
+    gid: u32,
+}
+
+impl TestUser {
+    fn create() -> TestUser {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let tag = format!("{}x{nanos}", std::process::id());
+        let (user, group) = (format!("mxu{tag}"), format!("mxg{tag}"));
+        let run = |program: &str, args: &[&str]| {
+            let status = std::process::Command::new(program).args(args).status().unwrap();
+            assert!(status.success(), "{program} {args:?}: {status}");
+        };
+        run("groupadd", &[&group]);
+        let mut made = TestUser { user: user.clone(), group: group.clone(), gid: 0 };
+        run("useradd", &["-M", "-N", "-s", "/bin/sh", "-G", &group, &user]);
+        let line = std::process::Command::new("getent").args(["group", &group]).output().unwrap().stdout;
+        made.gid = String::from_utf8_lossy(&line).split(':').nth(2).unwrap().trim().parse().unwrap();
+        made
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel").arg(&self.user).status();
+        let _ = std::process::Command::new("groupdel").arg(&self.group).status();
+    }
+}
+
+fn groups_of(d: &Daemon) -> Vec<u32> {
+    read(d, "groups.txt").split_whitespace().filter_map(|g| g.parse().ok()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (scripts/test.sh includes it when run as root)"]
+async fn a_task_keeps_the_groups_its_user_has_in_etc_group() {
+    let who = TestUser::create();
+    let user = format!("--user={}", who.user);
+    let d = start(AgentConfig::default(), &[DROP_IN, &user]).await;
+    let _ = std::process::Command::new("chmod").arg("777").arg(&d.sandbox).status();
+    d.agent.agent.launch(shell_task("t1", "id -G > groups.txt"));
+    d.update("t1", TaskState::TaskFinished).await;
+    let groups = groups_of(&d);
+    assert!(groups.contains(&who.gid), "group {} ({}) missing from {groups:?}", who.group, who.gid);
+    assert!(!groups.contains(&0), "root's group is gone: {groups:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (scripts/test.sh includes it when run as root)"]
+async fn the_exec_helper_takes_nothing_from_the_tasks_environment() {
+    // The task's environment is the helper's: variables that are daemon flags, one of
+    // them malformed, must not reach the helper's own settings.
+    let who = TestUser::create();
+    let user = format!("--user={}", who.user);
+    let args = [
+        DROP_IN,
+        &user,
+        "--task_supplementary_groups=4242",
+        r#"--effective_capabilities={"capabilities":["NET_RAW"]}"#,
+    ];
+    let d = start(AgentConfig::default(), &args).await;
+    let _ = std::process::Command::new("chmod").arg("777").arg(&d.sandbox).status();
+    let mut task = shell_task("t1", "id -G > groups.txt; echo $MESOS_EXECUTOR_MODE > mode.txt");
+    if let Some(command) = &mut task.command {
+        let var = |name: &str, value: &str| environment::Variable {
+            name: name.into(),
+            value: Some(value.into()),
+            ..Default::default()
+        };
+        command.environment = Some(Environment {
+            variables: vec![var("MESOS_EXECUTOR_MODE", "batch"), var("MESOS_EXECUTOR_MAX_TASKS", "x")],
+        });
+    }
+    d.agent.agent.launch(task);
+    d.update("t1", TaskState::TaskFinished).await;
+    let groups = groups_of(&d);
+    assert!(groups.contains(&who.gid) && groups.contains(&4242), "{groups:?}");
+    assert_eq!(read(&d, "mode.txt"), "batch", "the task still sees its own environment");
 }

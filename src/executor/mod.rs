@@ -68,6 +68,7 @@ pub mod events;
 pub mod health;
 pub mod kill;
 pub mod launch;
+mod pre_exec;
 pub mod probe;
 pub mod process;
 

@@ -1,5 +1,6 @@
-//! Task processes: started in a process group of their own with the task's marker in
-//! their environment; described on exit as upstream does (`Command exited with status
+//! Task processes: started in a process group of their own (or, with a terminal, a
+//! session of their own) with the task's marker in their environment, as their user
+//! with that user's groups; described on exit as upstream does (`Command exited with status
 //! 3`, `Command terminated with signal Killed`); killed by group and by marker, so
 //! descendants that left the group die too. The daemon is a child subreaper, so orphaned
 //! descendants become its children and are reaped here.
@@ -17,13 +18,28 @@ use nix::{
         signal::{Signal, kill, killpg},
         wait::{WaitPidFlag, waitpid},
     },
-    unistd::{Pid, User, getuid},
+    unistd::{Gid, Pid, User, getuid},
 };
 
 use super::launch::LaunchSpec;
+pub use super::pre_exec::Identity;
 
-/// Starts `spec` in `cwd`, in a new process group, with the given output; as
-/// `spec.user` when set (which needs root).
+/// How a task's process starts, beyond its [`LaunchSpec`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// Groups added to those the task's user has in the group database, when the task
+    /// switches user (`--task_supplementary_groups`). Like upstream's launcher
+    /// (`src/slave/containerizer/mesos/launch.cpp`), a task that runs as the executor's
+    /// own user keeps the executor's groups and gets none of these.
+    pub extra_groups: Vec<u32>,
+    /// The task's stdin, stdout and stderr are a terminal, to become its controlling
+    /// terminal in a session of its own (`--tty_slave_path`); the session is the task's
+    /// process group, so [`kill_group`] and [`signal_task`] reach it as usual.
+    pub controlling_tty: bool,
+}
+
+/// Starts `spec` in `cwd`, in a new process group, with the given output and no
+/// input; as `spec.user` when set (which needs root), with that user's groups.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -46,6 +62,26 @@ pub fn spawn(
     stdout: impl Into<Stdio>,
     stderr: impl Into<Stdio>,
 ) -> io::Result<tokio::process::Child> {
+    spawn_with(spec, cwd, Stdio::null(), stdout, stderr, &StartOptions::default())
+}
+
+/// [`spawn`] with the task's stdin and [`StartOptions`]. A task that switches user gets
+/// the user's groups from the group database (`getgrouplist`, read before the fork)
+/// and `options.extra_groups`, as upstream's launcher gives them. A task that switches
+/// no user and asks for no terminal costs what a plain spawn does (no hook in the child).
+///
+/// # Errors
+/// As [`spawn`]; also a user whose groups cannot be read, and a terminal that cannot be
+/// the task's (`setsid` or `TIOCSCTTY` refused: not a terminal, or already the
+/// controlling terminal of another session).
+pub fn spawn_with(
+    spec: &LaunchSpec,
+    cwd: &Path,
+    stdin: impl Into<Stdio>,
+    stdout: impl Into<Stdio>,
+    stderr: impl Into<Stdio>,
+    options: &StartOptions,
+) -> io::Result<tokio::process::Child> {
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .arg0(spec.argv.first().map_or(spec.program.as_str(), String::as_str))
@@ -53,17 +89,49 @@ pub fn spawn(
         .env_clear()
         .envs(&spec.env)
         .current_dir(cwd)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0);
-    if let Some(user) = switch_to(spec)? {
-        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        .stderr(stderr);
+    if !options.controlling_tty {
+        // With a terminal the child starts a session instead, which a group leader
+        // cannot: the session's process group is the child's pid all the same.
+        command.process_group(0);
+    }
+    let identity = switch_to(spec)?.map(|user| identity_of(&user, &options.extra_groups)).transpose()?;
+    if identity.is_some() || options.controlling_tty {
+        super::pre_exec::install(&mut command, identity, options.controlling_tty);
     }
     command.spawn()
 }
 
-/// The user to switch to for `spec`, if another than ours.
+/// What a process switching to `user` becomes: its ids, and its groups from the group
+/// database with `extra` added (upstream: `os::getgrouplist` and the launch info's
+/// `supplementary_groups`, in `src/slave/containerizer/mesos/launch.cpp`).
+///
+/// ```
+/// use mesos_executor::executor::process::identity_of;
+/// let root = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(0)).unwrap().unwrap();
+/// let identity = identity_of(&root, &[4242]).unwrap();
+/// assert!(identity.groups.contains(&root.gid) && identity.groups.contains(&nix::unistd::Gid::from_raw(4242)));
+/// ```
+///
+/// # Errors
+/// The group database cannot be read, or the name holds a NUL byte; naming the user.
+pub fn identity_of(user: &User, extra: &[u32]) -> io::Result<Identity> {
+    let name = std::ffi::CString::new(user.name.as_str())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("user name {:?} holds a NUL", user.name)))?;
+    let mut groups = nix::unistd::getgrouplist(&name, user.gid)
+        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("groups of user {:?}: {e}", user.name)))?;
+    for gid in extra.iter().map(|g| Gid::from_raw(*g)) {
+        if !groups.contains(&gid) {
+            groups.push(gid);
+        }
+    }
+    Ok(Identity { uid: user.uid, gid: user.gid, groups })
+}
+
+/// The user to switch to for `spec`, if another than ours (upstream's launcher, too,
+/// changes nothing for the executor's own user).
 fn switch_to(spec: &LaunchSpec) -> io::Result<Option<User>> {
     let Some(name) = &spec.user else { return Ok(None) };
     let user = User::from_name(name)
@@ -442,5 +510,37 @@ mod tests {
         };
         let err = spawn(&spec, dir.path(), Stdio::null(), Stdio::null()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_terminal_that_is_none_fails_the_spawn() {
+        let spec =
+            LaunchSpec { program: "/bin/true".into(), argv: vec!["true".into()], env: Default::default(), user: None };
+        let options = StartOptions { controlling_tty: true, ..StartOptions::default() };
+        let err = spawn_with(&spec, Path::new("/"), Stdio::null(), Stdio::null(), Stdio::null(), &options).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::ENOTTY), "{err}");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs root: switches user"]
+    async fn a_user_task_has_the_users_groups_and_the_extra_ones() {
+        let spec = LaunchSpec {
+            program: "/bin/sh".into(),
+            argv: vec!["sh".into(), "-c".into(), "grep ^Groups: /proc/self/status".into()],
+            env: Default::default(),
+            user: Some("nobody".into()),
+        };
+        let nobody = User::from_name("nobody").unwrap().unwrap();
+        let name = std::ffi::CString::new("nobody").unwrap();
+        let own = nix::unistd::getgrouplist(&name, nobody.gid).unwrap();
+        let options = StartOptions { extra_groups: vec![4242], ..StartOptions::default() };
+        let child = spawn_with(&spec, Path::new("/"), Stdio::null(), Stdio::piped(), Stdio::null(), &options).unwrap();
+        let output = child.wait_with_output().await.unwrap();
+        let line = String::from_utf8_lossy(&output.stdout).into_owned();
+        let groups: Vec<u32> = line.split_whitespace().skip(1).map(|g| g.parse().unwrap()).collect();
+        for gid in own.iter().map(|g| g.as_raw()).chain([4242]) {
+            assert!(groups.contains(&gid), "{gid} missing from {line:?}");
+        }
+        assert!(!groups.contains(&0), "{line:?}");
     }
 }

@@ -9,6 +9,7 @@ use std::{
     collections::HashMap,
     convert::Infallible,
     io::Write,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -18,41 +19,70 @@ use std::{
 
 use bytes::Bytes;
 use fake_agent::AgentConfig;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::{Response, StatusCode, service::service_fn};
 use mesos_executor::proto::v1::{
     CommandInfo, TaskGroupInfo, TaskInfo, TaskState, command_info::Uri, task_status::Reason,
 };
 use support::daemon::*;
 
+/// What the test server answers on one path.
+#[derive(Clone)]
+enum Reply {
+    File(Vec<u8>),
+    /// A 302 to this `Location`, verbatim.
+    Redirect(String),
+}
+
+/// The request heads the test server saw, as `name: value` lines.
+type Seen = Arc<std::sync::Mutex<Vec<String>>>;
+
 /// Serves `files` at `/<name>` on `127.0.0.1:0` (and `/moved/<name>` as a redirect);
 /// counts requests.
 async fn serve(files: HashMap<String, Vec<u8>>) -> (String, Arc<AtomicUsize>) {
+    let mut replies: HashMap<String, Reply> = HashMap::new();
+    for (name, data) in files {
+        replies.insert(format!("moved/{name}"), Reply::Redirect(format!("/{name}")));
+        replies.insert(name, Reply::File(data));
+    }
+    let (base, hits, _) = serve_replies(replies).await;
+    (base, hits)
+}
+
+/// Serves `replies` on `127.0.0.1:0`; counts requests and records their heads.
+async fn serve_replies(replies: HashMap<String, Reply>) -> (String, Arc<AtomicUsize>, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let hits = Arc::new(AtomicUsize::new(0));
-    let (files, counter) = (Arc::new(files), Arc::clone(&hits));
+    let seen: Seen = Arc::default();
+    let (replies, counter, heads) = (Arc::new(replies), Arc::clone(&hits), Arc::clone(&seen));
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
-            let (files, counter) = (Arc::clone(&files), Arc::clone(&counter));
+            let (replies, counter, heads) = (Arc::clone(&replies), Arc::clone(&counter), Arc::clone(&heads));
             tokio::spawn(async move {
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     counter.fetch_add(1, Ordering::SeqCst);
+                    let mut head = vec![format!("GET {}", request.uri())];
+                    for (name, value) in request.headers() {
+                        head.push(format!("{name}: {}", value.to_str().unwrap_or("?")));
+                    }
+                    heads.lock().unwrap().extend(head);
                     let path = request.uri().path().trim_start_matches('/').to_owned();
-                    let mut response = match (path.strip_prefix("moved/"), files.get(&path)) {
-                        (Some(name), _) => {
-                            let mut r = Response::new(Full::new(Bytes::new()));
+                    let response: Response<BoxBody> = match replies.get(&path).cloned() {
+                        Some(Reply::File(data)) => Response::new(full(data)),
+                        Some(Reply::Redirect(location)) => {
+                            let mut r = Response::new(full(Vec::new()));
                             *r.status_mut() = StatusCode::FOUND;
-                            r.headers_mut().insert(hyper::header::LOCATION, format!("/{name}").parse().unwrap());
+                            r.headers_mut().insert(hyper::header::LOCATION, location.parse().unwrap());
                             r
                         }
-                        (None, Some(data)) => Response::new(Full::new(Bytes::from(data.clone()))),
-                        (None, None) => Response::new(Full::new(Bytes::from_static(b"no such file"))),
+                        None => {
+                            let mut r = Response::new(full(b"no such file".to_vec()));
+                            *r.status_mut() = StatusCode::NOT_FOUND;
+                            r
+                        }
                     };
-                    if path.strip_prefix("moved/").is_none() && !files.contains_key(&path) {
-                        *response.status_mut() = StatusCode::NOT_FOUND;
-                    }
                     async move { Ok::<_, Infallible>(response) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
@@ -60,7 +90,58 @@ async fn serve(files: HashMap<String, Vec<u8>>) -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (base, hits)
+    (base, hits, seen)
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn full(data: Vec<u8>) -> BoxBody {
+    BodyExt::boxed(Full::new(Bytes::from(data)))
+}
+
+/// A server on `127.0.0.1:0` that answers any request with a 200 promising 1000 bytes,
+/// sends 3, and then nothing for two minutes (a stalled download).
+async fn serve_stalling() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nabc").await;
+                tokio::time::sleep(Duration::from_secs(120)).await;
+            });
+        }
+    });
+    base
+}
+
+/// Where a task's fetched files land (the executor sandbox for now; the integrator
+/// switches this to `tasks/<id>/` when per-task sandboxes land).
+fn task_sandbox(sandbox: &Path, _task_id: &str) -> PathBuf {
+    sandbox.to_path_buf()
+}
+
+/// Makes the executor sandbox writable for a `nobody` task (a real agent chowns the
+/// task's sandbox to its user; until per-task sandboxes land the target is the
+/// root-owned executor sandbox), so that what is tested is the fetcher's identity.
+fn open_to_nobody(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+}
+
+fn as_user(mut task: TaskInfo, user: &str) -> TaskInfo {
+    if let Some(command) = task.command.as_mut() {
+        command.user = Some(user.into());
+    }
+    task
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }
 
 fn uri(value: &str) -> Uri {
@@ -117,9 +198,9 @@ async fn uris_are_fetched_before_the_task_starts() {
     let command = "./bin/tool > out.txt && cat app/config.txt bundle/readme >> out.txt && wc -c < data.bin >> out.txt";
     d.agent.agent.launch(fetching("t1", uris, command));
     d.update("t1", TaskState::TaskFinished).await;
-    let out = std::fs::read_to_string(d.sandbox.join("out.txt")).unwrap();
+    let out = std::fs::read_to_string(task_sandbox(&d.sandbox, "t1").join("out.txt")).unwrap();
     assert_eq!(out, "tool ran\nfrom the archivefrom the zip100000\n");
-    assert!(d.sandbox.join("app.tar.gz").exists(), "the archive stays beside what it held, as upstream");
+    assert!(task_sandbox(&d.sandbox, "t1").join("app.tar.gz").exists(), "the archive stays beside what it held, as upstream");
     // A second task with the same cached URI does not download it again.
     let before = hits.load(Ordering::SeqCst);
     let cached =
@@ -146,7 +227,7 @@ async fn a_failed_fetch_fails_the_task_naming_the_uri_and_starts_nothing() {
     assert!(failed.message().contains("/no/such/file.txt"), "{}", failed.message());
     tokio::time::sleep(Duration::from_millis(300)).await;
     for file in ["ran", "ran-g1", "ran-g2"] {
-        assert!(!d.sandbox.join(file).exists(), "{file}: a process started");
+        assert!(!task_sandbox(&d.sandbox, "t1").join(file).exists(), "{file}: a process started");
     }
 }
 
@@ -161,5 +242,178 @@ async fn a_hostile_archive_writes_nothing_outside_the_sandbox() {
     assert!(failed.message().contains(&marker) && failed.message().contains("leaves"), "{}", failed.message());
     let parent = d.sandbox.parent().unwrap();
     assert!(!parent.join(&marker).exists(), "written outside the sandbox");
-    assert!(!d.sandbox.join("ran").exists());
+    assert!(!task_sandbox(&d.sandbox, "t1").join("ran").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: the task runs as nobody"]
+async fn a_nobody_task_cannot_fetch_files_nobody_cannot_read() {
+    assert!(is_root(), "run as root");
+    let d = start(AgentConfig::default(), &["--mode=custom"]).await;
+    open_to_nobody(&d.sandbox);
+    for (id, value) in [("t1", "/etc/shadow"), ("t2", "file:///etc/shadow")] {
+        let task = Uri { output_file: Some(format!("{id}-shadow")), ..uri(value) };
+        d.agent.agent.launch(as_user(fetching(id, vec![task], "true"), "nobody"));
+        let failed = d.update(id, TaskState::TaskFailed).await;
+        assert!(failed.message().contains(value), "{}", failed.message());
+        assert!(!task_sandbox(&d.sandbox, id).join(format!("{id}-shadow")).exists(), "{value} was copied");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: the task runs as nobody"]
+async fn files_fetched_for_nobody_belong_to_nobody() {
+    use std::os::unix::fs::MetadataExt;
+    assert!(is_root(), "run as root");
+    let files = HashMap::from([("app.tar.gz".to_owned(), tar_gz(&[("app/config.txt", "x")]))]);
+    let (base, _) = serve(files).await;
+    let d = start(AgentConfig::default(), &["--mode=custom"]).await;
+    open_to_nobody(&d.sandbox);
+    let task = as_user(fetching("t1", vec![uri(&format!("{base}/app.tar.gz"))], "touch app/new"), "nobody");
+    d.agent.agent.launch(task);
+    d.update("t1", TaskState::TaskFinished).await;
+    let dir = task_sandbox(&d.sandbox, "t1");
+    for path in ["app.tar.gz", "app", "app/config.txt", "app/new"] {
+        assert_eq!(std::fs::metadata(dir.join(path)).unwrap().uid(), 65534, "{path} is not nobody's");
+    }
+}
+
+/// A tar of links only: `name -> target`.
+fn tar_links(links: &[(&str, &str)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, target) in links {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        builder.append_link(&mut header, name, target).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_links_leads_nothing_out_of_the_sandbox() {
+    // `deep/up` climbs back to the sandbox: lexically inside, and truly inside. `esc`
+    // goes through it and one more `..`: lexically inside (it seems to end in d1..d19),
+    // but on the file system it is the sandbox's parent.
+    let deep: Vec<String> = (1..=20).map(|i| format!("d{i}")).collect();
+    let deep = deep.join("/");
+    let up = vec![".."; 20].join("/");
+    let esc = format!("{deep}/up/..");
+    let marker = format!("escaped-{}", unique_seconds());
+    let links = tar_links(&[(&format!("{deep}/up"), &up), ("esc", &esc)]);
+    let entry = {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(6);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, format!("esc/{marker}"), &b"gotcha"[..]).unwrap();
+        builder.into_inner().unwrap()
+    };
+    let files = HashMap::from([
+        ("links.tar".to_owned(), links),
+        ("entry.tar".to_owned(), entry),
+        ("plain.txt".to_owned(), b"gotcha".to_vec()),
+    ]);
+    let (base, _) = serve(files).await;
+    let d = start(AgentConfig::default(), &["--mode=custom"]).await;
+    let outside = d.sandbox.parent().unwrap().join(&marker);
+    // A later URI's output_file through the link, and an archive entry through it.
+    let later = Uri { output_file: Some(format!("esc/{marker}")), ..uri(&format!("{base}/plain.txt")) };
+    d.agent.agent.launch(fetching("t1", vec![uri(&format!("{base}/links.tar")), later], "true"));
+    d.update("t1", TaskState::TaskFailed).await;
+    assert!(!outside.exists(), "output_file written outside the sandbox");
+    let uris = vec![uri(&format!("{base}/links.tar")), uri(&format!("{base}/entry.tar"))];
+    d.agent.agent.launch(fetching("t2", uris, "true"));
+    d.update("t2", TaskState::TaskFailed).await;
+    assert!(!outside.exists(), "archive entry written outside the sandbox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: a second user"]
+async fn the_cache_is_per_user() {
+    assert!(is_root(), "run as root");
+    let (base, hits) = serve(HashMap::from([("data.bin".to_owned(), b"secret data".to_vec())])).await;
+    let d = start(AgentConfig::default(), &["--mode=custom"]).await;
+    open_to_nobody(&d.sandbox);
+    let cached = |out: &str| Uri { cache: Some(true), output_file: Some(out.into()), ..uri(&format!("{base}/data.bin")) };
+    d.agent.agent.launch(fetching("root-task", vec![cached("root.bin")], "true"));
+    d.update("root-task", TaskState::TaskFinished).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // Every file under the sandbox that holds the cached bytes, other than the task's.
+    let mut copies = Vec::new();
+    let mut stack = vec![d.sandbox.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n != "root.bin")
+                && std::fs::read(&path).is_ok_and(|b| b == b"secret data")
+            {
+                copies.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(!copies.is_empty(), "nothing was cached");
+    let read_any = copies.iter().map(|c| format!("cat '{c}' && exit 1;")).collect::<String>();
+    let command = format!("{read_any} true");
+    d.agent.agent.launch(as_user(fetching("nobody-task", vec![cached("nobody.bin")], &command), "nobody"));
+    d.update("nobody-task", TaskState::TaskFinished).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "nobody's fetch was served from root's cache");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_uri_go_in_authorization_never_in_host() {
+    let replies = HashMap::from([("x".to_owned(), Reply::File(b"x".to_vec()))]);
+    let (base, _, seen) = serve_replies(replies).await;
+    let d = start(AgentConfig::default(), &["--mode=custom"]).await;
+    let with_credentials = base.replace("http://", "http://alice:s3cret@");
+    d.agent.agent.launch(fetching("t1", vec![uri(&format!("{with_credentials}/x"))], "test -s x"));
+    d.update("t1", TaskState::TaskFinished).await;
+    let seen = seen.lock().unwrap().clone();
+    // base64("alice:s3cret")
+    assert!(seen.iter().any(|h| h == "authorization: Basic YWxpY2U6czNjcmV0"), "{seen:?}");
+    assert!(!seen.iter().any(|h| h.starts_with("host:") && h.contains("alice")), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_resolve_as_rfc_3986_says() {
+    let (base, _, _) = serve_replies(HashMap::new()).await;
+    let host = base.trim_start_matches("http://").to_owned();
+    let replies = HashMap::from([
+        ("a/b/parent".to_owned(), Reply::Redirect("../one".into())),
+        ("a/b/sibling".to_owned(), Reply::Redirect("two".into())),
+        ("scheme-relative".to_owned(), Reply::Redirect(format!("//{host}/a/three"))),
+        ("a/one".to_owned(), Reply::File(b"1".to_vec())),
+        ("a/b/two".to_owned(), Reply::File(b"2".to_vec())),
+        ("loop".to_owned(), Reply::Redirect("loop".into())),
+    ]);
+    let (base, _, _) = serve_replies(replies).await;
+    // The scheme-relative one points at the first (empty) server: give it its own file.
+    let third = base.trim_start_matches("http://").to_owned();
+    let replies3 = HashMap::from([("scheme-relative".to_owned(), Reply::Redirect(format!("//{third}/a/one")))]);
+    let (base3, _, _) = serve_replies(replies3).await;
+    let d = start(AgentConfig::default(), &["--mode=custom"]).await;
+    let uris = vec![
+        Uri { output_file: Some("one".into()), ..uri(&format!("{base}/a/b/parent")) },
+        Uri { output_file: Some("two".into()), ..uri(&format!("{base}/a/b/sibling")) },
+        Uri { output_file: Some("three".into()), ..uri(&format!("{base3}/scheme-relative")) },
+    ];
+    d.agent.agent.launch(fetching("t1", uris, "test \"$(cat one two three)\" = 121"));
+    d.update("t1", TaskState::TaskFinished).await;
+    let looping = format!("{base}/loop");
+    d.agent.agent.launch(fetching("t2", vec![uri(&looping)], "true"));
+    let failed = d.update("t2", TaskState::TaskFailed).await;
+    assert!(failed.message().contains(&looping) && failed.message().contains("redirect"), "{}", failed.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_download_fails_naming_the_uri() {
+    let base = serve_stalling().await;
+    let d = start(AgentConfig::default(), &["--mode=custom", "--fetcher_stall_timeout=1secs"]).await;
+    let stalled = format!("{base}/slow.bin");
+    d.agent.agent.launch(fetching("t1", vec![uri(&stalled)], "true"));
+    let failed = d.update("t1", TaskState::TaskFailed).await;
+    assert!(failed.message().contains(&stalled) && failed.message().contains("stall"), "{}", failed.message());
 }

@@ -70,7 +70,7 @@ pub struct SupervisorConfig {
     /// `--task_log_max_size`: rotate each task's stdout and stderr (custom mode).
     pub log_rotation: Option<crate::logrotate::Rotation>,
     /// Fetches the tasks' `CommandInfo.uris`.
-    pub fetcher: crate::fetcher::Fetcher,
+    pub fetcher: crate::fetch::Fetcher,
 }
 
 /// Messages to the supervisor.
@@ -409,7 +409,7 @@ impl Supervisor {
             .iter()
             .filter_map(|(id, spec)| {
                 let uris = self.uris.remove(id)?;
-                Some((id.clone(), uris, spec.user.clone().unwrap_or_default()))
+                Some((id.clone(), uris, spec.user.clone()))
             })
             .collect();
         if fetches.is_empty() {
@@ -420,7 +420,7 @@ impl Supervisor {
         tokio::spawn(async move {
             let mut failed = None;
             for (id, uris, user) in fetches {
-                if let Err(e) = fetcher.fetch_all(&uris, &dir, &user).await {
+                if let Err(e) = fetcher.fetch_all(&uris, &dir, user.as_deref()).await {
                     failed = Some((id, e));
                     break;
                 }

@@ -200,7 +200,10 @@ async fn uris_are_fetched_before_the_task_starts() {
     d.update("t1", TaskState::TaskFinished).await;
     let out = std::fs::read_to_string(task_sandbox(&d.sandbox, "t1").join("out.txt")).unwrap();
     assert_eq!(out, "tool ran\nfrom the archivefrom the zip100000\n");
-    assert!(task_sandbox(&d.sandbox, "t1").join("app.tar.gz").exists(), "the archive stays beside what it held, as upstream");
+    assert!(
+        task_sandbox(&d.sandbox, "t1").join("app.tar.gz").exists(),
+        "the archive stays beside what it held, as upstream"
+    );
     // A second task with the same cached URI does not download it again.
     let before = hits.load(Ordering::SeqCst);
     let cached =
@@ -336,7 +339,8 @@ async fn the_cache_is_per_user() {
     let (base, hits) = serve(HashMap::from([("data.bin".to_owned(), b"secret data".to_vec())])).await;
     let d = start(AgentConfig::default(), &["--mode=custom"]).await;
     open_to_nobody(&d.sandbox);
-    let cached = |out: &str| Uri { cache: Some(true), output_file: Some(out.into()), ..uri(&format!("{base}/data.bin")) };
+    let cached =
+        |out: &str| Uri { cache: Some(true), output_file: Some(out.into()), ..uri(&format!("{base}/data.bin")) };
     d.agent.agent.launch(fetching("root-task", vec![cached("root.bin")], "true"));
     d.update("root-task", TaskState::TaskFinished).await;
     assert_eq!(hits.load(Ordering::SeqCst), 1);

@@ -1,0 +1,93 @@
+//! What the daemon tells the fetch helper (JSON on its stdin, never in argv: URIs may
+//! carry credentials, and argv is world-readable in `/proc`) and what the helper
+//! answers (JSON on its stdout; a failure is one line on stderr and exit status 1).
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// Limits of fetching.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest download, and largest total unpacked from one archive.
+    pub max_size: u64,
+    /// Longest all the URIs of one task may take, downloads and unpacking included.
+    pub timeout: Duration,
+    /// Longest wait for the next byte of a download (upstream's
+    /// `--fetcher_stall_timeout`, 60 s).
+    pub stall: Duration,
+    /// Largest total kept in the cache (per executor, all users).
+    pub cache_size: u64,
+    /// The xz decoder's memory limit: 20 MiB decodes what `xz -0` to `xz -7` (16 MiB
+    /// dictionary) make; `-8` and `-9` archives are refused naming the limit.
+    pub xz_memlimit: u64,
+    /// The helper's `RLIMIT_DATA` (see `child.rs` for why this limit and this size).
+    pub memory: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_size: 4 << 30,
+            timeout: Duration::from_secs(600),
+            stall: Duration::from_secs(60),
+            cache_size: 8 << 30,
+            xz_memlimit: 20 << 20,
+            memory: 256 << 20,
+        }
+    }
+}
+
+/// One fetch: a task's URIs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Spec {
+    /// Become this user first (when the helper runs as root).
+    pub user: Option<String>,
+    /// Where the files go: the task's sandbox.
+    pub sandbox: PathBuf,
+    pub uris: Vec<UriSpec>,
+    pub limits: Limits,
+    /// An extra CA bundle for https (`--fetcher_ca_file`).
+    pub ca_file: Option<PathBuf>,
+    /// The user's cache directory, when caching is on.
+    pub cache: Option<PathBuf>,
+}
+
+/// One URI, as `CommandInfo.URI` says, with what to do with the cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UriSpec {
+    pub value: String,
+    pub output_file: Option<String>,
+    pub executable: bool,
+    pub extract: bool,
+    pub cache: Option<CacheUse>,
+}
+
+/// The cache for one URI: a file in the user's cache directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum CacheUse {
+    /// Copy from this file if it is there (else download, and keep it there).
+    Hit(String),
+    /// Download, and keep a copy in this file.
+    Store(String),
+}
+
+/// The helper's answer on success.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    /// Cache files written: (index of the URI, file name, size).
+    pub stored: Vec<(usize, String, u64)>,
+    /// The helper's peak resident memory (`VmHWM`), in KiB.
+    pub peak_kib: u64,
+}
+
+/// `value` with any password replaced, for messages.
+pub fn redact(value: &str) -> String {
+    match reqwest::Url::parse(value) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => value.to_owned(),
+    }
+}

@@ -421,3 +421,135 @@ async fn a_stalled_download_fails_naming_the_uri() {
     let failed = d.update("t1", TaskState::TaskFailed).await;
     assert!(failed.message().contains(&stalled) && failed.message().contains("stall"), "{}", failed.message());
 }
+
+/// Runs the fetch helper directly on `uris` (JSON `UriSpec`s) into `sandbox`, with
+/// `max_size`; its peak memory in KiB, and its report (JSON) or its error line.
+fn run_helper(sandbox: &Path, uris: serde_json::Value, max_size: u64) -> (u64, Result<serde_json::Value, String>) {
+    let spec = serde_json::json!({
+        "user": null,
+        "sandbox": sandbox,
+        "uris": uris,
+        "limits": {
+            "max_size": max_size,
+            "timeout": {"secs": 120, "nanos": 0},
+            "stall": {"secs": 5, "nanos": 0},
+            "cache_size": 0,
+            "xz_memlimit": 20 << 20,
+            "memory": 64 << 20,
+        },
+        "ca_file": null,
+        "cache": null,
+    });
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mesos-executor"))
+        .arg("--fetch_helper")
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
+    // The helper has its own deadlines (the stall timeout, the size cap); the test's
+    // harness bounds the rest.
+    let out = child.wait_with_output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kib = report["peak_kib"].as_u64().unwrap();
+    let result = if out.status.success() { Ok(report) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) };
+    (kib, result)
+}
+
+fn local_uri(path: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "value": format!("file://{}", path.display()),
+        "output_file": null, "executable": false, "extract": true, "cache": null,
+    })
+}
+
+/// A tar header for one regular file of `size` bytes.
+fn file_header(name: &str, size: u64) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path(name).unwrap();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_cksum();
+    header.as_bytes().to_vec()
+}
+
+/// A raw tar header of `kind` claiming `size` bytes (a metadata record).
+fn record_header(kind: u8, size: u64) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path("././@LongLink").unwrap();
+    header.set_size(size);
+    header.set_entry_type(tar::EntryType::new(kind));
+    header.set_cksum();
+    header.as_bytes().to_vec()
+}
+
+const PEAK_KIB: u64 = 32 * 1024;
+
+/// A gzip stream of `head` then `mib` MiB of `fill`, cut short (no trailer): made in
+/// milliseconds by repeating one deflate block (after a MiB of `fill`, its window
+/// holds only `fill`, so the same block decodes to the same MiB again).
+fn repeated_gz(head: &[u8], fill: u8, mib: usize) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let chunk = vec![fill; 1 << 20];
+    gz.write_all(head).unwrap();
+    gz.write_all(&chunk).unwrap();
+    gz.flush().unwrap();
+    let mut out = std::mem::take(gz.get_mut());
+    gz.write_all(&chunk).unwrap();
+    gz.flush().unwrap();
+    let block = std::mem::take(gz.get_mut());
+    for _ in 1..mib {
+        out.extend_from_slice(&block);
+    }
+    out
+}
+
+#[test]
+fn hostile_archives_stay_under_32_mib_in_the_fetch_helper() {
+    let dir = tempfile::tempdir().unwrap();
+    let (work, sandbox) = (dir.path().join("work"), dir.path().join("sandbox"));
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&sandbox).unwrap();
+    // 1. A .tar.xz of one 96 MiB file of zeros: one xz block (lzma-rs held it whole).
+    let xz_path = work.join("zeros.tar.xz");
+    {
+        let file = std::fs::File::create(&xz_path).unwrap();
+        let mut xz = liblzma::write::XzEncoder::new(file, 0);
+        xz.write_all(&file_header("zeros", 96 << 20)).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..96 {
+            xz.write_all(&zeros).unwrap();
+        }
+        xz.write_all(&[0u8; 1024]).unwrap();
+        xz.finish().unwrap();
+    }
+    let size = std::fs::metadata(&xz_path).unwrap().len();
+    let (kib, report) = run_helper(&sandbox, serde_json::json!([local_uri(&xz_path)]), 1 << 30);
+    report.unwrap();
+    eprintln!("xz: {size} bytes unpacking to 96 MiB: peak {kib} KiB");
+    assert!(kib < PEAK_KIB, "xz: peak {kib} KiB");
+    assert_eq!(std::fs::metadata(sandbox.join("zeros")).unwrap().len(), 96 << 20);
+    std::fs::remove_file(sandbox.join("zeros")).unwrap();
+    // 2. Metadata records claiming 1.2 GB (GNU long name, long link, PAX): refused
+    // before they are read, naming them.
+    for (kind, says) in [(b'L', "GNU long name"), (b'K', "GNU long link"), (b'x', "PAX header")] {
+        let path = work.join(format!("record-{}.tar.gz", kind as char));
+        std::fs::write(&path, repeated_gz(&record_header(kind, 1_200_000_000), b'a', 96)).unwrap();
+        let (kib, report) = run_helper(&sandbox, serde_json::json!([local_uri(&path)]), 1 << 30);
+        let error = report.unwrap_err();
+        eprintln!("{says} record of 1.2 GB: peak {kib} KiB");
+        assert!(error.contains(says) && error.contains("1200000000"), "{error}");
+        assert!(kib < PEAK_KIB, "{says}: peak {kib} KiB");
+    }
+    // 3. A gzip bomb: a tar whose one file is 4 GiB of zeros, 4 MiB compressed (the
+    // same deflate block repeated: zeros stay zeros), stopped by the size cap.
+    let bomb = work.join("bomb.tar.gz");
+    std::fs::write(&bomb, repeated_gz(&file_header("bomb", 4 << 30), 0, 4096)).unwrap();
+    let (kib, report) = run_helper(&sandbox, serde_json::json!([local_uri(&bomb)]), 64 << 20);
+    let error = report.unwrap_err();
+    eprintln!("4 GiB gzip bomb ({} bytes): peak {kib} KiB", std::fs::metadata(&bomb).unwrap().len());
+    assert!(error.contains("cap") && error.contains("bomb"), "{error}");
+    assert!(kib < PEAK_KIB, "bomb: peak {kib} KiB");
+}

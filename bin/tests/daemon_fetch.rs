@@ -553,3 +553,57 @@ fn hostile_archives_stay_under_32_mib_in_the_fetch_helper() {
     assert!(error.contains("cap") && error.contains("bomb"), "{error}");
     assert!(kib < PEAK_KIB, "bomb: peak {kib} KiB");
 }
+
+/// Runs a system tool for the test (tar, git), failing the test if it fails.
+fn tool(program: &str, args: &[&str], dir: &Path) {
+    let status = std::process::Command::new(program).args(args).current_dir(dir).status();
+    assert!(status.as_ref().is_ok_and(|s| s.success()), "{program} {args:?}: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_made_by_tar_git_and_zip_are_extracted_as_upstream() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // `tar -C dir .`: a `./` entry first.
+    std::fs::create_dir(w.join("dir")).unwrap();
+    std::fs::write(w.join("dir/hello.txt"), "hi").unwrap();
+    tool("tar", &["-czf", "dot.tar.gz", "-C", "dir", "."], w);
+    // `git archive` (as GitHub's tarballs): a PAX global header with the commit id.
+    std::fs::create_dir(w.join("repo")).unwrap();
+    std::fs::write(w.join("repo/readme"), "from git").unwrap();
+    let git = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"];
+    tool("git", &[&git[..], &["init", "-q"]].concat(), &w.join("repo"));
+    tool("git", &[&git[..], &["add", "readme"]].concat(), &w.join("repo"));
+    tool("git", &[&git[..], &["commit", "-qm", "x"]].concat(), &w.join("repo"));
+    tool("git", &["archive", "--format=tar.gz", "--prefix=proj/", "-o", "../git.tar.gz", "HEAD"], &w.join("repo"));
+    // A GNU sparse file: 8 MiB with a hole, then "end".
+    let sparse = std::fs::File::create(w.join("sparse.bin")).unwrap();
+    sparse.set_len(8 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&sparse, b"end", 8 << 20).unwrap();
+    tool("tar", &["--sparse", "--format=gnu", "-cf", "sparse.tar", "sparse.bin"], w);
+    std::fs::remove_file(w.join("sparse.bin")).unwrap();
+    // A zip with a relative link inside (kept), as `zip --symlinks` makes.
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    writer.start_file("z/target.txt", options).unwrap();
+    writer.write_all(b"zip target").unwrap();
+    writer.add_symlink("z/link", "target.txt", options).unwrap();
+    std::fs::write(w.join("links.zip"), writer.finish().unwrap().into_inner()).unwrap();
+    // A bare .gz: gunzipped beside itself without the suffix (upstream runs gunzip).
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"plain text").unwrap();
+    std::fs::write(w.join("notes.txt.gz"), gz.finish().unwrap()).unwrap();
+
+    let d = start(AgentConfig::default(), &["--mode=custom"]).await;
+    let uris = ["dot.tar.gz", "git.tar.gz", "sparse.tar", "links.zip", "notes.txt.gz"]
+        .iter()
+        .map(|name| uri(&format!("file://{}", w.join(name).display())))
+        .collect();
+    let command = "test \"$(cat hello.txt)\" = hi && test \"$(cat proj/readme)\" = 'from git' \
+        && test $(wc -c < sparse.bin) = 8388611 && test \"$(tail -c 3 sparse.bin)\" = end \
+        && test -L z/link && test \"$(cat z/link)\" = 'zip target' && test \"$(cat notes.txt)\" = 'plain text'";
+    d.agent.agent.launch(fetching("t1", uris, command));
+    let finished = d.update("t1", TaskState::TaskFinished).await;
+    assert_eq!(finished.state(), TaskState::TaskFinished);
+    assert!(task_sandbox(&d.sandbox, "t1").join("notes.txt.gz").exists());
+}

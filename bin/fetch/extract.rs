@@ -220,7 +220,8 @@ mod tests {
     #[test]
     fn hostile_entries_are_refused_naming_them() {
         use tar::EntryType::{Regular, Symlink};
-        let cases: [(&[(&str, tar::EntryType, &str)], &str); 4] = [
+        type Entries<'a> = &'a [(&'a str, tar::EntryType, &'a str)];
+        let cases: [(Entries<'_>, &str); 4] = [
             (&[("../evil", Regular, "x")], "../evil"),
             (&[("/tmp/evil", Regular, "x")], "/tmp/evil"),
             (&[("link", Symlink, "/etc")], "links outside"),

@@ -226,3 +226,79 @@ fn user_cache_dir(cache_root: &Path, uid: u32, gid: u32) -> Result<PathBuf, Stri
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700)).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in helper that records its pid and then hangs.
+    fn hanging_helper(dir: &Path) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let (script, pid) = (dir.join("helper.sh"), dir.join("pid"));
+        std::fs::write(&script, format!("#!/bin/sh\necho $$ > {}\nexec sleep 30\n", pid.display())).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (script, pid)
+    }
+
+    fn gone(pid: &str) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.is_empty() || stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    }
+
+    async fn pid_of(file: &Path) -> String {
+        for _ in 0..100 {
+            if let Ok(pid) = std::fs::read_to_string(file)
+                && !pid.trim().is_empty()
+            {
+                return pid.trim().to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the helper did not start");
+    }
+
+    fn uris() -> Vec<command_info::Uri> {
+        vec![command_info::Uri { value: "http://127.0.0.1:9/x".into(), ..Default::default() }]
+    }
+
+    #[tokio::test]
+    async fn dropping_the_fetch_kills_the_helper() {
+        let dir = tempfile::tempdir().unwrap();
+        let (script, pid_file) = hanging_helper(dir.path());
+        let fetcher = Fetcher::new(script, Limits::default(), None, None);
+        let uris = uris();
+        let fetch = fetcher.fetch_all(&uris, dir.path(), None);
+        let cut = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::select! {
+                _ = fetch => panic!("the hanging helper finished"),
+                pid = pid_of(&pid_file) => pid,
+            }
+        });
+        let pid = cut.await.unwrap();
+        for _ in 0..100 {
+            if gone(&pid) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("helper {pid} outlived its dropped fetch");
+    }
+
+    #[tokio::test]
+    async fn a_helper_past_the_timeout_fails_the_fetch_and_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (script, pid_file) = hanging_helper(dir.path());
+        let limits = Limits { timeout: std::time::Duration::from_millis(500), ..Limits::default() };
+        let fetcher = Fetcher::new(script, limits, None, None);
+        let error = fetcher.fetch_all(&uris(), dir.path(), None).await.unwrap_err();
+        assert!(error.contains("took longer than"), "{error}");
+        let pid = pid_of(&pid_file).await;
+        for _ in 0..100 {
+            if gone(&pid) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("helper {pid} outlived the timeout");
+    }
+}

@@ -51,8 +51,17 @@ async fn serve(files: HashMap<String, Vec<u8>>) -> (String, Arc<AtomicUsize>) {
 
 /// Serves `replies` on `127.0.0.1:0`; counts requests and records their heads.
 async fn serve_replies(replies: HashMap<String, Reply>) -> (String, Arc<AtomicUsize>, Seen) {
+    serve_replies_over(replies, None).await
+}
+
+/// Serves `replies` on `127.0.0.1:0`, over TLS with `tls`.
+async fn serve_replies_over(
+    replies: HashMap<String, Reply>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (String, Arc<AtomicUsize>, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://{}", listener.local_addr().unwrap());
     let hits = Arc::new(AtomicUsize::new(0));
     let seen: Seen = Arc::default();
     let (replies, counter, heads) = (Arc::new(replies), Arc::clone(&hits), Arc::clone(&seen));
@@ -60,6 +69,7 @@ async fn serve_replies(replies: HashMap<String, Reply>) -> (String, Arc<AtomicUs
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
             let (replies, counter, heads) = (Arc::clone(&replies), Arc::clone(&counter), Arc::clone(&heads));
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     counter.fetch_add(1, Ordering::SeqCst);
@@ -85,8 +95,16 @@ async fn serve_replies(replies: HashMap<String, Reply>) -> (String, Arc<AtomicUs
                     };
                     async move { Ok::<_, Infallible>(response) }
                 });
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                    }
+                    Some(tls) => {
+                        let Ok(stream) = tls.accept(stream).await else { return };
+                        let _ = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                    }
+                }
             });
         }
     });
@@ -606,4 +624,61 @@ async fn archives_made_by_tar_git_and_zip_are_extracted_as_upstream() {
     let finished = d.update("t1", TaskState::TaskFinished).await;
     assert_eq!(finished.state(), TaskState::TaskFinished);
     assert!(task_sandbox(&d.sandbox, "t1").join("notes.txt.gz").exists());
+}
+
+/// A TLS acceptor for 127.0.0.1 with a certificate from a new CA, and that CA's file.
+fn test_tls(dir: &Path) -> (tokio_rustls::TlsAcceptor, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "fetch test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+    let ca_file = dir.join("fetch-ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_trusts_the_fetcher_ca_never_downgrades_and_ignores_the_agent_link_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, ca_file) = test_tls(dir.path());
+    let (plain, _, _) = serve_replies(HashMap::from([("x".to_owned(), Reply::File(b"plain".to_vec()))])).await;
+    let replies = HashMap::from([
+        ("x".to_owned(), Reply::File(b"secure".to_vec())),
+        ("down".to_owned(), Reply::Redirect(format!("{plain}/x"))),
+    ]);
+    let (base, _, _) = serve_replies_over(replies, Some(tls)).await;
+    // With --fetcher_ca_file: trusted. A redirect to http is refused, naming it.
+    let flag = format!("--fetcher_ca_file={}", ca_file.display());
+    let d = start(AgentConfig::default(), &["--mode=custom", &flag]).await;
+    d.agent.agent.launch(fetching("t1", vec![uri(&format!("{base}/x"))], "test \"$(cat x)\" = secure"));
+    d.update("t1", TaskState::TaskFinished).await;
+    let down = format!("{base}/down");
+    d.agent.agent.launch(fetching("t2", vec![uri(&down)], "true"));
+    let failed = d.update("t2", TaskState::TaskFailed).await;
+    assert!(failed.message().contains(&down) && failed.message().contains("https to http"), "{}", failed.message());
+    // Without it the server's CA is unknown: the agent link's settings (its CA file,
+    // even when it is this CA, and LIBPROCESS_SSL_VERIFY_CERT=false) never reach
+    // downloads.
+    let link = std::collections::BTreeMap::from([
+        ("LIBPROCESS_SSL_CA_FILE".to_owned(), ca_file.display().to_string()),
+        ("LIBPROCESS_SSL_VERIFY_CERT".to_owned(), "false".to_owned()),
+    ]);
+    let config = AgentConfig { executor_environment_variables: link, ..AgentConfig::default() };
+    let d = start(config, &["--mode=custom"]).await;
+    let secure = format!("{base}/x");
+    d.agent.agent.launch(fetching("t1", vec![uri(&secure)], "true"));
+    let failed = d.update("t1", TaskState::TaskFailed).await;
+    assert!(failed.message().contains(&secure) && failed.message().contains("certificate"), "{}", failed.message());
 }

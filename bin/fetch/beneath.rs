@@ -144,6 +144,13 @@ impl Root {
         let old_dir = self
             .open_at(existing.parent().unwrap_or(Path::new("")), OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
             .map_err(|e| format!("{}: {}", existing.display(), why(&e)))?;
+        // A link's target is relative to where it stands: another name for it elsewhere
+        // could point somewhere else, so links are not hard-linked.
+        let stat = rustix::fs::statat(&old_dir, old_name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| format!("{}: {e}", existing.display()))?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(format!("{} is a hard link to {}, which is not a file", path.display(), existing.display()));
+        }
         let dir = self.dir(path.parent().unwrap_or(Path::new("")))?;
         let _ = rustix::fs::unlinkat(&dir, name, AtFlags::empty());
         rustix::fs::linkat(&old_dir, old_name, &dir, name, AtFlags::empty())
@@ -156,8 +163,10 @@ impl Root {
         if target.is_absolute() {
             return Err(());
         }
-        let mut at: Vec<OsString> = relative(from).map_err(drop)?.iter().map(OsString::from).collect();
-        let mut rest: Vec<OsString> = target.iter().rev().map(OsString::from).collect();
+        // The link's own directory is resolved too: it may be reached through links.
+        let from = relative(from).map_err(drop)?;
+        let mut at: Vec<OsString> = Vec::new();
+        let mut rest: Vec<OsString> = from.iter().chain(target.iter()).rev().map(OsString::from).collect();
         let mut links = 0;
         while let Some(part) = rest.pop() {
             match part.as_bytes() {
@@ -259,6 +268,12 @@ mod tests {
         assert!(root.symlink(Path::new("l"), Path::new("up/sandbox/../..")).unwrap_err().contains("links outside"));
         root.symlink(Path::new("d/in"), Path::new("..")).unwrap();
         assert!(root.symlink(Path::new("d/out"), Path::new("in/..")).is_err());
+        // Reached through a link to the root, `x/d/..` is the root's parent.
+        root.symlink(Path::new("x"), Path::new(".")).unwrap();
+        assert!(root.symlink(Path::new("x/d/l"), Path::new("../..")).unwrap_err().contains("links outside"));
+        // A link is not hard-linked elsewhere (its relative target would change).
+        root.symlink(Path::new("d/deep/up"), Path::new("../..")).unwrap();
+        assert!(root.hard_link(Path::new("h"), Path::new("d/deep/up")).unwrap_err().contains("not a file"));
         let mut pending = root.create(Path::new("a/b/f")).unwrap();
         io::Write::write_all(pending.file(), b"x").unwrap();
         pending.commit(0o640).unwrap();

@@ -244,6 +244,29 @@ mod tests {
     }
 
     #[test]
+    fn zip_links_are_kept_only_inside() {
+        let zip_with = |target: &str| {
+            let mut writer = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+            let options = zip::write::SimpleFileOptions::default();
+            writer.start_file("z/f", options).unwrap();
+            writer.write_all(b"x").unwrap();
+            writer.add_symlink("z/link", target, options).unwrap();
+            writer.finish().unwrap().into_inner()
+        };
+        let bounds = Bounds { max_size: 1 << 20, xz_memlimit: 16 << 20 };
+        for (target, ok) in [("f", true), ("../z/f", true), ("../..", false), ("/etc/passwd", false)] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("a.zip"), zip_with(target)).unwrap();
+            let root = Root::open(dir.path()).unwrap();
+            let result = extract(&root, Path::new("a.zip"), Kind::Zip, bounds);
+            assert_eq!(result.is_ok(), ok, "{target}: {result:?}");
+            if !ok {
+                assert!(result.unwrap_err().contains("z/link links outside"));
+            }
+        }
+    }
+
+    #[test]
     fn a_bomb_stops_at_the_cap() {
         let big = "x".repeat(2 << 20);
         let (_dir, result) = extract_tar(raw_tar(&[("big", tar::EntryType::Regular, &big)]));

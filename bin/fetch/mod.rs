@@ -215,6 +215,12 @@ fn user_cache_dir(cache_root: &Path, uid: u32, gid: u32) -> Result<PathBuf, Stri
     };
     make(cache_root, 0o711)?;
     let top = open(cache_root)?;
+    // Only the daemon may change what is in it, or a user could swap another user's
+    // directory for a link (the helper opens the path it is given).
+    let owner = rustix::fs::fstat(&top).map_err(|e| format!("{}: {e}", cache_root.display()))?.st_uid;
+    if owner != nix::unistd::geteuid().as_raw() {
+        return Err(format!("{} belongs to uid {owner}, not to the executor", cache_root.display()));
+    }
     rustix::fs::fchmod(&top, Mode::from_raw_mode(0o711)).map_err(|e| format!("{}: {e}", cache_root.display()))?;
     let dir = cache_root.join(uid.to_string());
     make(&dir, 0o700)?;

@@ -5,7 +5,7 @@
 //! `Host`) and dropped on a redirect to another host; redirects are resolved as RFC
 //! 3986 says, at most [`MAX_REDIRECTS`], never from https to http. A download that sends
 //! no byte for the stall timeout fails, as upstream's `--fetcher_stall_timeout`
-//! (`src/slave/flags.cpp`, default 60 s).
+//! (`src/slave/flags.cpp`; its default, one minute, is in `src/slave/constants.hpp`).
 
 use std::{io::Write, path::Path, sync::Arc, time::Duration};
 

@@ -81,7 +81,9 @@ pub fn extract(root: &Root, archive: &Path, kind: Kind, bounds: Bounds) -> Resul
         Kind::TarXz => xz(reader, bounds.xz_memlimit).and_then(|r| untar(r, root, &mut left)),
         Kind::Zip => unzip(reader.into_inner(), root, &mut left),
         Kind::Gz => {
-            let target = PathBuf::from(&name[..name.len().saturating_sub(3)]);
+            // Upstream: `gunzip -d -c` into the sandbox under the name less `.gz`.
+            let stem = name.get(..name.len().saturating_sub(3)).unwrap_or_default();
+            let target = PathBuf::from(stem);
             write_file(root, &target, flate2::bufread::MultiGzDecoder::new(reader), 0o644, &mut left)
         }
     };

@@ -86,7 +86,8 @@ impl Fetcher {
         }
         let root = nix::unistd::geteuid().is_root();
         let user = user.filter(|u| !u.is_empty());
-        let account = match user {
+        // The helper switches users only as root; otherwise it is the executor's user.
+        let account = match user.filter(|_| root) {
             Some(name) => Some(
                 nix::unistd::User::from_name(name)
                     .map_err(|e| format!("user {name:?}: {e}"))?
@@ -94,9 +95,9 @@ impl Fetcher {
             ),
             None => None,
         };
-        let (uid, gid) = match (&account, root) {
-            (Some(a), true) => (a.uid.as_raw(), a.gid.as_raw()),
-            _ => (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()),
+        let (uid, gid) = match &account {
+            Some(a) => (a.uid.as_raw(), a.gid.as_raw()),
+            None => (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()),
         };
         let wants_cache = uris.iter().any(|u| u.cache());
         let cache_dir = match (&self.cache_root, wants_cache) {

@@ -75,7 +75,7 @@ pub struct SupervisorConfig {
     /// `--task_log_max_size`: rotate each task's stdout and stderr (custom mode).
     pub log_rotation: Option<crate::logrotate::Rotation>,
     /// Fetches the tasks' `CommandInfo.uris`.
-    pub fetcher: crate::fetcher::Fetcher,
+    pub fetcher: crate::fetch::Fetcher,
 }
 
 /// Messages to the supervisor.
@@ -454,7 +454,7 @@ impl Supervisor {
                 let uris = self.uris.remove(id)?;
                 // Into the task's own directory (custom mode), else the sandbox.
                 let dir = self.sandboxes.get(id).map_or_else(|| self.config.sandbox.clone(), |s| s.path.clone());
-                Some((id.clone(), uris, spec.user.clone().unwrap_or_default(), dir))
+                Some((id.clone(), uris, spec.user.clone(), dir))
             })
             .collect();
         if fetches.is_empty() {
@@ -465,7 +465,7 @@ impl Supervisor {
         tokio::spawn(async move {
             let mut failed = None;
             for (id, uris, user, dir) in fetches {
-                if let Err(e) = fetcher.fetch_all(&uris, &dir, &user).await {
+                if let Err(e) = fetcher.fetch_all(&uris, &dir, user.as_deref()).await {
                     failed = Some((id, e));
                     break;
                 }

@@ -571,8 +571,9 @@ impl Supervisor {
     /// Spawns the task's process and a waiter that reports its exit.
     fn spawn(&mut self, task_id: String, spec: LaunchSpec, (out, err): (Stdio, Stdio)) -> Input {
         let cwd = self.cwd(&task_id);
-        let spawned =
-            self.start_options().and_then(|(stdin, options)| process::spawn_with(&spec, &cwd, stdin, out, err, &options));
+        let spawned = self
+            .start_options()
+            .and_then(|(stdin, options)| process::spawn_with(&spec, &cwd, stdin, out, err, &options));
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {

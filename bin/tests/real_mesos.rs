@@ -130,26 +130,45 @@ fn kill(c: &mut Cluster, id: &str) {
 }
 both!(kill);
 
-/// A kill policy's grace period (6 s) replaces the default (3 s): the task's TERM trap,
-/// which takes 4 s, completes.
-fn kill_policy_grace(c: &mut Cluster, id: &str) {
-    let mut t = task(id, json!({"value": "trap 'sleep 4; echo graceful exit; exit 0' TERM; while :; do sleep 0.1; done"}));
+/// A task that takes 4 s to end after SIGTERM, under a kill policy with a 6 s grace
+/// period (the default is 3 s). The kill comes 3 s after TASK_RUNNING: the shell has set its
+/// trap by then, even on a loaded machine.
+fn graceful_task(c: &Cluster, id: &str) -> Outcome {
+    let mut t =
+        task(id, json!({"value": "trap 'sleep 4; echo graceful exit; exit 0' TERM; while :; do sleep 0.1; done"}));
     t["kill_policy"] = json!({"grace_period": {"nanoseconds": 6_000_000_000_i64}});
-    let o = run_task(c, id, &t, &["--kill_after=1secs"]);
-    let states = o.states(id);
-    assert_eq!(states[..3], ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"], "{}", o.text);
-    assert_eq!(states.len(), 4, "{}", o.text);
-    assert!(["TASK_KILLED", "TASK_FINISHED"].contains(&states[3]), "{}", o.text);
-    let stdout = read(&c.sandbox(o.framework(), id).join("stdout"));
-    assert!(stdout.contains("graceful exit"), "the TERM trap ran to its end: {stdout}");
+    let o = run_task(c, id, &t, &["--kill_after=3secs"]);
+    assert_eq!(o.states(id), ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_KILLED"], "{}", o.text);
+    o
+}
+
+/// The kill policy's grace replaces the default 3 s: TASK_KILLED comes more than 3.5 s after
+/// TASK_KILLING (timed by the agent's log).
+fn kill_policy_grace(c: &mut Cluster, id: &str) {
+    graceful_task(c, id);
+    let killing = c.agent_update_time(id, "TASK_KILLING").expect("the agent logged TASK_KILLING");
+    let killed = c.agent_update_time(id, "TASK_KILLED").expect("the agent logged TASK_KILLED");
+    eprintln!("{id}: {:.1}s from TASK_KILLING to TASK_KILLED", killed - killing);
+    assert!(killed - killing >= 3.5, "more than the default grace: {:.1}s", killed - killing);
+    assert!(killed - killing < 7.0, "no more than the policy's grace: {:.1}s", killed - killing);
 }
 both!(kill_policy_grace);
+
+/// The task's TERM trap runs to its end within the grace (it prints "graceful exit").
+fn kill_policy_trap_completes(c: &mut Cluster, id: &str) {
+    let o = graceful_task(c, id);
+    let sandbox = c.sandbox(o.framework(), id);
+    let stdout = read(&sandbox.join("stdout"));
+    let stderr = read(&sandbox.join("stderr"));
+    assert!(stdout.contains("graceful exit"), "the TERM trap ran to its end: {stdout}\n--- stderr:\n{stderr}");
+}
+both!(kill_policy_trap_completes, #[ignore = "difference found, issue 20: ours sends SIGTERM twice (process group, then each marked process: signal_task in src/executor/process.rs); when the second lands after the trap began, sh runs the trap again and the grace runs out (intermittent, 5 of 11 runs)"]);
 
 /// The terminal state of a task that exits 0 on SIGTERM, as upstream reports it.
 fn kill_policy_grace_state(c: &mut Cluster, id: &str) {
     let mut t = task(id, json!({"value": "trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done"}));
     t["kill_policy"] = json!({"grace_period": {"nanoseconds": 5_000_000_000_i64}});
-    let o = run_task(c, id, &t, &["--kill_after=1secs"]);
+    let o = run_task(c, id, &t, &["--kill_after=2secs"]);
     assert_eq!(o.states(id), ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_KILLED"], "{}", o.text);
 }
 both!(kill_policy_grace_state);
@@ -159,6 +178,9 @@ both!(kill_policy_grace_state);
 fn agent_restart(c: &mut Cluster, id: &str) {
     let run = c.execute(&[format!("--name={id}"), "--checkpoint".into(), "--command=sleep 12; echo survived".into()]);
     run.wait_for("TASK_RUNNING", RUN, |o| o.states(id).contains(&"TASK_RUNNING"));
+    // Killed before the framework's acknowledgement of TASK_RUNNING is checkpointed, the
+    // agent would (rightly) resend that update after recovery: wait for the checkpoint.
+    c.wait_agent_logged(&["Checkpointing ACK for task status update TASK_RUNNING", id], Duration::from_secs(20));
     let restarted = Instant::now();
     c.restart_agent();
     eprintln!("agent restarted in {:.1}s", restarted.elapsed().as_secs_f64());
@@ -259,6 +281,7 @@ fn healthy(c: &mut Cluster, id: &str, kind: Kind) {
     );
     assert!(o.updates.iter().all(|u| u.healthy != Some(false)), "no unhealthy update: {}", o.text);
     assert_eq!(o.states(id).last(), Some(&"TASK_KILLED"), "{}", o.text);
+    eprintln!("{id}:\n{}", o.text);
 }
 
 /// An unhealthy task is killed after `consecutive_failures`; returns its unhealthy updates.
@@ -273,6 +296,48 @@ fn unhealthy(c: &mut Cluster, id: &str, kind: Kind) -> usize {
     eprintln!("{id}: {unhealthy} unhealthy update(s):\n{}", o.text);
     unhealthy
 }
+
+/// Upstream's updates for a task its health check kills (`src/launcher/executor.cpp`,
+/// `taskHealthUpdated` and `reaped`): TASK_RUNNING with `healthy: false` and no message
+/// for each failure up to `consecutive_failures`, TASK_KILLING without `healthy`, and
+/// TASK_KILLED with `healthy: false`.
+fn health_unhealthy_updates(c: &mut Cluster, id: &str) {
+    let mut t = task(id, json!({"value": "sleep 1000"}));
+    t["health_check"] = health_check(Kind::Command, false, 0);
+    let o = run_task(c, id, &t, &[]);
+    let seen: Vec<(&str, Option<bool>, Option<&str>)> =
+        o.updates.iter().map(|u| (u.state.as_str(), u.healthy, u.message.as_deref())).collect();
+    let expected = [
+        ("TASK_STARTING", None, None),
+        ("TASK_RUNNING", None, None),
+        ("TASK_RUNNING", Some(false), None),
+        ("TASK_RUNNING", Some(false), None),
+        ("TASK_KILLING", None, None),
+        ("TASK_KILLED", Some(false), Some("Command terminated with signal Terminated")),
+    ];
+    assert_eq!(seen, expected, "{}", o.text);
+}
+both!(health_unhealthy_updates, #[ignore = "known difference, issue 20: ours marks TASK_KILLING healthy=false (4 unhealthy updates vs 3) and gives unhealthy updates a message"]);
+
+/// Upstream's updates for a healthy task the framework kills: the health check's
+/// TASK_RUNNING carries `healthy: true`; TASK_KILLING and TASK_KILLED carry no `healthy`
+/// (`src/launcher/executor.cpp` sets it on the terminal update only when the health check
+/// killed the task).
+fn health_healthy_updates(c: &mut Cluster, id: &str) {
+    let mut t = task(id, json!({"value": "sleep 1000"}));
+    t["health_check"] = health_check(Kind::Command, true, 0);
+    let o = run_task(c, id, &t, &["--kill_after=6secs"]);
+    let seen: Vec<(&str, Option<bool>)> = o.updates.iter().map(|u| (u.state.as_str(), u.healthy)).collect();
+    let expected = [
+        ("TASK_STARTING", None),
+        ("TASK_RUNNING", None),
+        ("TASK_RUNNING", Some(true)),
+        ("TASK_KILLING", None),
+        ("TASK_KILLED", None),
+    ];
+    assert_eq!(seen, expected, "{}", o.text);
+}
+both!(health_healthy_updates, #[ignore = "known difference, issue 20: ours carries the last health (healthy=true) on TASK_KILLING and TASK_KILLED of a task the framework killed"]);
 
 fn health_command_healthy(c: &mut Cluster, id: &str) {
     healthy(c, id, Kind::Command);

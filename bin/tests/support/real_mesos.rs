@@ -8,7 +8,8 @@
 //! never runs): a reaper shell started with every cluster waits for its stdin to close,
 //! which happens when the test process ends in any way, then SIGTERMs and SIGKILLs every
 //! process whose command line or environment names the cluster's work directory (master,
-//! agent, executors, tasks, `mesos-execute`) and removes that directory.
+//! agent, executors, tasks, `mesos-execute`) and removes that directory (kept when
+//! `REAL_MESOS_KEEP` is set, for a post-mortem: its path is printed at start).
 
 #![allow(dead_code)]
 
@@ -91,6 +92,9 @@ impl Shared {
             let started = Instant::now();
             let cluster = Cluster::start(home, flavour);
             eprintln!("TIMING cluster start ({flavour:?}): {:.1}s", started.elapsed().as_secs_f64());
+            if let Ok(c) = &cluster {
+                eprintln!("cluster {flavour:?}: work directory {}", c.work.display());
+            }
             *guard = Some(cluster);
         }
         if let Some(Err(e)) = guard.as_ref() {
@@ -147,7 +151,7 @@ reap TERM
 sleep 1
 reap KILL
 sleep 0.3
-rm -rf "$W"
+[ -n "$REAL_MESOS_KEEP" ] || rm -rf "$W"
 "#;
 
 impl Cluster {
@@ -219,7 +223,14 @@ impl Cluster {
         // a private mount namespace without that mount (see /work/shared/mesos/README.md).
         if is_mount_point("/sys/fs/cgroup/unified") {
             command = Command::new("unshare");
-            command.args(["-m", "--propagation", "private", "sh", "-c", "umount /sys/fs/cgroup/unified; exec \"$0\" \"$@\""]);
+            command.args([
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                "umount /sys/fs/cgroup/unified; exec \"$0\" \"$@\"",
+            ]);
             command.arg(agent);
         } else {
             command = Command::new(agent);
@@ -233,9 +244,16 @@ impl Cluster {
             .args(["--no-hostname_lookup", "--launcher=posix", "--isolation=posix/cpu,posix/mem"])
             .args(["--containerizers=mesos", "--no-systemd_enable_support"])
             .arg(format!("--launcher_dir={}", self.work.join("launcher").display()))
-            .args(["--executor_registration_timeout=30secs", "--resources=cpus:8;mem:8192;disk:10000;ports:[31000-32000]"])
-            .stdout(Stdio::from(std::fs::File::create(self.work.join(format!("agent.{n}.log"))).map_err(|e| e.to_string())?))
-            .stderr(Stdio::from(std::fs::File::create(self.work.join(format!("agent.{n}.err"))).map_err(|e| e.to_string())?))
+            .args([
+                "--executor_registration_timeout=30secs",
+                "--resources=cpus:8;mem:8192;disk:10000;ports:[31000-32000]",
+            ])
+            .stdout(Stdio::from(
+                std::fs::File::create(self.work.join(format!("agent.{n}.log"))).map_err(|e| e.to_string())?,
+            ))
+            .stderr(Stdio::from(
+                std::fs::File::create(self.work.join(format!("agent.{n}.err"))).map_err(|e| e.to_string())?,
+            ))
             .process_group(0)
             .spawn()
             .map_err(|e| format!("start mesos-agent: {e}"))
@@ -270,6 +288,36 @@ impl Cluster {
             tail("master.err"),
             tail("agent.0.err")
         ))
+    }
+
+    /// Whether the log of any run of the agent holds a line containing all of `needles`.
+    pub fn agent_logged(&self, needles: &[&str]) -> bool {
+        (0..self.runs.load(Ordering::Relaxed)).any(|n| {
+            std::fs::read_to_string(self.work.join(format!("agent.{n}.err")))
+                .is_ok_and(|log| log.lines().any(|l| needles.iter().all(|x| l.contains(x))))
+        })
+    }
+
+    /// Waits (at most `deadline`) until the agent logs a line containing all of `needles`.
+    pub fn wait_agent_logged(&self, needles: &[&str], deadline: Duration) {
+        let what = format!("the agent logged {needles:?}");
+        self.wait_until(&what, deadline, |c| c.agent_logged(needles)).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// When (seconds into the day, from the agent's log) the agent first handled an update
+    /// of `task` in `state`: independent of how `mesos-execute` buffers its output.
+    pub fn agent_update_time(&self, task: &str, state: &str) -> Option<f64> {
+        let what = format!("Handling status update {state} ");
+        let whose = format!(" for task {task} of framework");
+        (0..self.runs.load(Ordering::Relaxed)).find_map(|n| {
+            let log = std::fs::read_to_string(self.work.join(format!("agent.{n}.err"))).ok()?;
+            let line = log.lines().find(|l| l.contains(&what) && l.contains(&whose))?;
+            // "I20261204 17:41:22.034483  2394 slave.cpp:5992] ..."
+            let time = line.split_whitespace().nth(1)?;
+            let mut parts = time.split(':');
+            let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+        })
     }
 
     pub fn master_state(&self) -> Result<Value, String> {
@@ -312,19 +360,24 @@ impl Cluster {
             .process_group(0)
             .spawn()
             .expect("start mesos-execute");
-        let output = Arc::new(Mutex::new(String::new()));
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let started = Instant::now();
         let mut readers = Vec::new();
-        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)].into_iter().flatten() {
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let output = Arc::clone(&output);
             readers.push(thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut o = output.lock().unwrap_or_else(|p| p.into_inner());
-                    o.push_str(&line);
-                    o.push('\n');
+                    output.lock().unwrap_or_else(|p| p.into_inner()).push((started.elapsed(), line));
                 }
             }));
         }
-        Execution { child, output, readers, started: Instant::now() }
+        Execution { child, output, readers, started }
     }
 
     /// Runs `mesos-execute` to its end (at most `deadline`) and returns what it printed.
@@ -398,7 +451,8 @@ pub fn find_task<'a>(v: &'a Value, id: &str) -> Option<&'a Value> {
 /// A `mesos-execute` run in progress.
 pub struct Execution {
     child: Child,
-    output: Arc<Mutex<String>>,
+    /// Every line printed, with when (since the start).
+    output: Arc<Mutex<Vec<(Duration, String)>>>,
     readers: Vec<thread::JoinHandle<()>>,
     started: Instant,
 }
@@ -439,9 +493,9 @@ impl Execution {
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
-        let text = self.output.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let outcome = Outcome::parse(&text, status.and_then(|s| s.code()), self.started.elapsed());
-        assert!(status.is_some(), "mesos-execute did not end within {deadline:?}; it printed:\n{text}");
+        let lines = self.output.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let outcome = Outcome::parse(&lines, status.and_then(|s| s.code()), self.started.elapsed());
+        assert!(status.is_some(), "mesos-execute did not end within {deadline:?}; it printed:\n{}", outcome.text);
         outcome
     }
 }
@@ -464,6 +518,8 @@ pub struct Update {
     pub source: Option<String>,
     pub reason: Option<String>,
     pub healthy: Option<bool>,
+    /// When `mesos-execute` printed it, since it started.
+    pub at: Duration,
 }
 
 /// What a `mesos-execute` run printed.
@@ -477,10 +533,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn parse(text: &str, exit: Option<i32>, elapsed: Duration) -> Outcome {
+    fn parse(lines: &[(Duration, String)], exit: Option<i32>, elapsed: Duration) -> Outcome {
         let mut updates: Vec<Update> = Vec::new();
         let mut framework = None;
-        for line in text.lines() {
+        let mut text = String::new();
+        for (at, line) in lines {
+            text.push_str(line);
+            text.push('\n');
             if let Some(rest) = line.strip_prefix("Subscribed with ID ") {
                 framework = Some(rest.trim().to_owned());
             } else if let Some(rest) = line.strip_prefix("Received status update ") {
@@ -489,6 +548,7 @@ impl Outcome {
                 updates.push(Update {
                     task: task.trim().trim_matches('\'').to_owned(),
                     state: state.trim().to_owned(),
+                    at: *at,
                     ..Update::default()
                 });
             } else if let (Some(u), Some(field)) = (updates.last_mut(), line.strip_prefix("  ")) {
@@ -502,7 +562,7 @@ impl Outcome {
                 }
             }
         }
-        Outcome { text: text.to_owned(), framework, updates, exit, elapsed }
+        Outcome { text, framework, updates, exit, elapsed }
     }
 
     /// The states of `task`'s updates, in order.

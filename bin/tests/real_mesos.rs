@@ -10,12 +10,15 @@
 //! a skip is no evidence. Where ours differs from upstream, the `ours` test asserts
 //! upstream's behaviour and is ignored with the reason "known difference, issue 20: ...".
 
-#[path = "support/real_mesos.rs"]
+#[path = "support/real_mesos/mod.rs"]
 mod real_mesos;
 
 use std::time::{Duration, Instant};
 
-use real_mesos::{Cluster, CountingServer, Flavour, Outcome, Shared, base64, free_task_port, our_binary, resources};
+use real_mesos::{
+    Cluster, CountingServer, Flavour, Outcome, Shared, base64, free_task_port, our_binary, resources,
+    scheduler::Scheduler,
+};
 use serde_json::{Value, json};
 
 static OURS: Shared = Shared::new();
@@ -458,3 +461,70 @@ fn task_group_default_executor_upstream() {
         assert_eq!(c.agent_task_state(&b).as_deref(), Some("TASK_FINISHED"), "the agent's /state");
     });
 }
+
+// ---- task groups (LAUNCH_GROUP) through our own small framework ----
+
+/// The executor of a task group: upstream's DEFAULT executor on the upstream cluster, our
+/// daemon as a CUSTOM executor (`--mode=custom`) on ours.
+fn group_executor(c: &Cluster, id: &str) -> (String, Value) {
+    let exec = format!("{id}-executor");
+    // The master wants cpus, mem and disk for the executor of a task group.
+    let mut resources = resources(&[]);
+    if let Some(r) = resources.as_array_mut() {
+        r.push(json!({"name": "disk", "type": "SCALAR", "scalar": {"value": 16}}));
+    }
+    let executor = match c.flavour {
+        Flavour::Upstream => json!({"type": "DEFAULT", "executor_id": {"value": exec}, "resources": resources}),
+        Flavour::Ours => json!({
+            "type": "CUSTOM",
+            "executor_id": {"value": exec},
+            "command": {"value": format!("{} --mode=custom", our_binary().display())},
+            "resources": resources,
+        }),
+    };
+    (exec, executor)
+}
+
+/// Two members that finish: each gets TASK_STARTING, TASK_RUNNING, TASK_FINISHED; each has
+/// its own sandbox under the executor's (`tasks/<id>/`).
+fn group_finish(c: &mut Cluster, id: &str) {
+    let (a, b) = (format!("{id}-a"), format!("{id}-b"));
+    let (exec, executor) = group_executor(c, id);
+    let mut s = Scheduler::subscribe(c, id);
+    s.launch_group(
+        executor,
+        vec![task(&a, json!({"value": "echo member a"})), task(&b, json!({"value": "sleep 1; echo member b"}))],
+    );
+    s.wait_terminal(&[&a, &b], RUN);
+    for t in [&a, &b] {
+        assert_eq!(s.states(t), ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"], "{t}: {:?}", s.updates);
+    }
+    let sandbox = c.sandbox(&s.framework_id, &exec);
+    assert_eq!(read(&sandbox.join("tasks").join(&a).join("stdout")), "member a\n");
+    assert_eq!(read(&sandbox.join("tasks").join(&b).join("stdout")), "member b\n");
+    assert_eq!(c.agent_task_state(&b).as_deref(), Some("TASK_FINISHED"), "the agent's /state");
+}
+both!(group_finish);
+
+/// A failing member takes the group down: it is TASK_FAILED with its exit status, a running
+/// member is killed (TASK_KILLING, TASK_KILLED), a finished one stays TASK_FINISHED.
+fn group_failure(c: &mut Cluster, id: &str) {
+    let (ok, long, bad) = (format!("{id}-ok"), format!("{id}-long"), format!("{id}-bad"));
+    let (_, executor) = group_executor(c, id);
+    let mut s = Scheduler::subscribe(c, id);
+    let tasks = vec![
+        task(&ok, json!({"value": "true"})),
+        task(&long, json!({"value": "sleep 1000"})),
+        task(&bad, json!({"value": "sleep 2; exit 7"})),
+    ];
+    s.launch_group(executor, tasks);
+    s.wait_terminal(&[&ok, &long, &bad], RUN);
+    for u in &s.updates {
+        eprintln!("{id}: {} {} {} {} {}", u["task_id"]["value"], u["state"], u["message"], u["reason"], u["source"]);
+    }
+    assert_eq!(s.states(&ok).last().map(String::as_str), Some("TASK_FINISHED"), "{:?}", s.updates);
+    assert_eq!(s.states(&bad).last().map(String::as_str), Some("TASK_FAILED"), "{:?}", s.updates);
+    assert_eq!(s.last(&bad, "TASK_FAILED")["message"], "Command exited with status 7", "{:?}", s.updates);
+    assert_eq!(s.states(&long), ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_KILLED"], "{:?}", s.updates);
+}
+both!(group_failure);

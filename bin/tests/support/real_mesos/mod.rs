@@ -13,6 +13,8 @@
 
 #![allow(dead_code)]
 
+pub mod scheduler;
+
 use std::{
     io::{BufRead, BufReader, Read},
     net::TcpListener,

@@ -241,7 +241,7 @@ both!(uri_in_sandbox);
 /// Upstream: the agent's fetcher GETs the URI once; the command executor does not fetch.
 fn uri_fetched_once(c: &mut Cluster, id: &str) {
     let (server, _) = uri_fetch_task(c, id);
-    assert_eq!(server.gets(), 1, "GETs of the URI");
+    assert_eq!(server.gets(), 1, "GETs of the URI, by User-Agent: {:?}", server.user_agents());
 }
 both!(
     uri_fetched_once,
@@ -402,9 +402,14 @@ both!(health_tcp_unhealthy);
 /// A plain task through our daemon as a framework's custom executor (`--mode=custom`),
 /// its command as CommandInfo JSON in `TaskInfo.data`.
 fn custom_task(c: &Cluster, id: &str, command: &str) -> Outcome {
+    c.run(&[format!("--task={}", c.json_file(id, &custom_task_json(id, command)))], RUN)
+}
+
+/// The `--task` JSON of [`custom_task`].
+fn custom_task_json(id: &str, command: &str) -> Value {
     let exec = format!("{id}-executor");
     let data = json!({"value": command}).to_string();
-    let t = json!({
+    json!({
         "name": id,
         "task_id": {"value": id},
         "agent_id": {"value": ""},
@@ -416,8 +421,7 @@ fn custom_task(c: &Cluster, id: &str, command: &str) -> Outcome {
             "resources": resources(&[]),
         },
         "data": base64(data.as_bytes()),
-    });
-    run_task(c, id, &t, &[])
+    })
 }
 
 #[test]
@@ -438,6 +442,38 @@ fn custom_executor_failure_ours() {
         let o = custom_task(c, id, "exit 5");
         assert_eq!(o.states(id).last(), Some(&"TASK_FAILED"), "{}", o.text);
         assert_eq!(o.last(id, "TASK_FAILED").message.as_deref(), Some("Command exited with status 5"));
+    });
+}
+
+#[test]
+fn custom_executor_kill_ours() {
+    with(Flavour::Ours, "custom_executor_kill_ours", |c, id| {
+        let file = c.json_file(id, &custom_task_json(id, "sleep 1000"));
+        let o = c.run(&[format!("--task={file}"), "--kill_after=2secs".into()], RUN);
+        assert_eq!(o.states(id), ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_KILLED"], "{}", o.text);
+        assert_eq!(c.agent_task_state(id).as_deref(), Some("TASK_KILLED"), "the agent's /state");
+    });
+}
+
+/// Our daemon as a checkpointed framework's custom executor while the agent is SIGKILLed
+/// and restarted: the task survives, its updates arrive once.
+#[test]
+fn custom_executor_agent_restart_ours() {
+    with(Flavour::Ours, "custom_executor_agent_restart_ours", |c, id| {
+        let file = c.json_file(id, &custom_task_json(id, "sleep 12; echo survived"));
+        let run = c.execute(&[format!("--task={file}"), "--checkpoint".into()]);
+        run.wait_for("TASK_RUNNING", RUN, |o| o.states(id).contains(&"TASK_RUNNING"));
+        c.wait_agent_logged(&["Checkpointing ACK for task status update TASK_RUNNING", id], Duration::from_secs(20));
+        c.restart_agent();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.agent_task_state(id).as_deref() != Some("TASK_RUNNING") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(c.agent_task_state(id).as_deref(), Some("TASK_RUNNING"), "the recovered agent's /state");
+        let o = run.wait(RUN);
+        assert_eq!(o.states(id), ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"], "{}", o.text);
+        let sandbox = c.sandbox(o.framework(), &format!("{id}-executor"));
+        assert_eq!(read(&sandbox.join("tasks").join(id).join("stdout")), "survived\n");
     });
 }
 

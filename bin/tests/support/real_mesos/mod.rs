@@ -586,10 +586,12 @@ impl Outcome {
     }
 }
 
-/// A local HTTP server on port 0 that serves `body` at every path and counts GETs.
+/// A local HTTP server on port 0 that serves `body` at every path and counts GETs (and
+/// keeps each GET's User-Agent: who fetched).
 pub struct CountingServer {
     pub port: u16,
     gets: Arc<AtomicUsize>,
+    agents: Arc<Mutex<Vec<String>>>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -600,8 +602,10 @@ impl CountingServer {
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("address").port();
         let gets = Arc::new(AtomicUsize::new(0));
+        let agents = Arc::new(Mutex::new(Vec::new()));
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let counter = Arc::clone(&gets);
+        let user_agents = Arc::clone(&agents);
         thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
@@ -612,10 +616,14 @@ impl CountingServer {
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
                             let counter = Arc::clone(&counter);
+                            let user_agents = Arc::clone(&user_agents);
                             tokio::spawn(async move {
                                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                                     if req.method() == hyper::Method::GET {
                                         counter.fetch_add(1, Ordering::SeqCst);
+                                        let ua = req.headers().get(hyper::header::USER_AGENT);
+                                        let ua = ua.map_or("(none)".into(), |v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                                        user_agents.lock().unwrap_or_else(|p| p.into_inner()).push(ua);
                                     }
                                     async move {
                                         Ok::<_, std::convert::Infallible>(Response::new(
@@ -632,11 +640,16 @@ impl CountingServer {
                 }
             });
         });
-        CountingServer { port, gets, _shutdown: tx }
+        CountingServer { port, gets, agents, _shutdown: tx }
     }
 
     pub fn gets(&self) -> usize {
         self.gets.load(Ordering::SeqCst)
+    }
+
+    /// The User-Agent of each GET, in order.
+    pub fn user_agents(&self) -> Vec<String> {
+        self.agents.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

@@ -13,7 +13,12 @@
 #[path = "support/real_mesos/mod.rs"]
 mod real_mesos;
 
-use std::time::{Duration, Instant};
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::process::CommandExt,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use real_mesos::{
     Cluster, CountingServer, Flavour, Outcome, Shared, base64, free_task_port, our_binary, resources,
@@ -564,3 +569,69 @@ fn group_failure(c: &mut Cluster, id: &str) {
     assert_eq!(s.states(&long), ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_KILLED"], "{:?}", s.updates);
 }
 both!(group_failure);
+
+// ---- the harness itself ----
+
+/// The test process SIGKILLed in the middle of a scenario (master, agent, our executor and
+/// a task running): the reaper still ends every process naming the work directory and
+/// removes that directory.
+#[test]
+fn harness_reaps_everything_when_the_test_process_is_killed() {
+    const NAME: &str = "harness_reaps_everything_when_the_test_process_is_killed";
+    if real_mesos::mesos_home(NAME).is_none() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("this test binary");
+    let mut child = Command::new(exe)
+        .args(["--exact", "agent_restart::ours", "--nocapture", "--test-threads=1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("run agent_restart::ours in a child test process");
+    let stderr = child.stderr.take().expect("child stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Kills the child however this test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(child);
+    let work = loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("the child printed its work directory");
+        if let Some((_, w)) = line.split_once("work directory ") {
+            break w.trim().to_owned();
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let running = |what: &str| real_mesos::processes_naming(&work).iter().any(|(_, cmd)| cmd.contains(what));
+    while !(running("sleep 12") && running("mesos-executor --launcher_dir")) {
+        assert!(
+            Instant::now() < deadline,
+            "the task and our executor did not start: {:?}",
+            real_mesos::processes_naming(&work)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = real_mesos::processes_naming(&work).len();
+    assert!(before >= 4, "master, agent, executor, task: {:?}", real_mesos::processes_naming(&work));
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (!real_mesos::processes_naming(&work).is_empty() || std::path::Path::new(&work).exists())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(real_mesos::processes_naming(&work), Vec::new(), "processes left behind");
+    assert!(!std::path::Path::new(&work).exists(), "{work} left behind");
+    eprintln!("{NAME}: {before} processes named {work}, all gone");
+}

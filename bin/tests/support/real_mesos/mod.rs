@@ -673,3 +673,23 @@ pub fn base64(bytes: &[u8]) -> String {
     let json = mesos_executor::wire::to_json_value(&task).expect("TaskInfo to JSON");
     json["data"].as_str().expect("data as a string").to_owned()
 }
+
+/// Live processes (not this one, not zombies) whose command line or environment contains
+/// `needle`, with their command lines.
+pub fn processes_naming(needle: &str) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat.rfind(')').is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'));
+            let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+                .replace('\0', " ");
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let named = cmdline.contains(needle) || String::from_utf8_lossy(&environ).contains(needle);
+            (named && !zombie).then_some((pid, cmdline))
+        })
+        .collect()
+}

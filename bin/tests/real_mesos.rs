@@ -570,6 +570,84 @@ fn group_failure(c: &mut Cluster, id: &str) {
 }
 both!(group_failure);
 
+// ---- ours beside upstream, update by update ----
+
+/// Runs `args` (with `{id}` replaced by the task id) on both clusters and returns what each
+/// printed, updates as (state, message, reason, healthy).
+fn on_both(test: &str, args: &[&str]) -> Option<[Seen; 2]> {
+    let home = real_mesos::mesos_home(test)?;
+    let mut out = Vec::new();
+    for (shared, flavour) in [(&OURS, Flavour::Ours), (&UPSTREAM, Flavour::Upstream)] {
+        let c = shared.get(&home, flavour);
+        let id = format!("{test}-{flavour:?}");
+        let a: Vec<String> = args.iter().map(|x| x.replace("{id}", &id)).collect();
+        let o = c.run(&a, RUN);
+        drop(c);
+        eprintln!("{id}:\n{}", o.text);
+        out.push(o.updates.iter().map(|u| (u.state.clone(), u.message.clone(), u.reason.clone(), u.healthy)).collect());
+    }
+    let upstream = out.pop()?;
+    let ours = out.pop()?;
+    Some([ours, upstream])
+}
+
+type Seen = Vec<(String, Option<String>, Option<String>, Option<bool>)>;
+
+/// Updates without their reasons: failures differ only there, and `failure_reason` shows it.
+fn without_reasons(updates: Seen) -> Seen {
+    updates.into_iter().map(|(state, message, _, healthy)| (state, message, None, healthy)).collect()
+}
+
+/// The names of the environment variables a drop-in task sees, on both.
+#[test]
+fn same_task_environment() {
+    const NAME: &str = "same_task_environment";
+    let Some(home) = real_mesos::mesos_home(NAME) else { return };
+    let mut names = Vec::new();
+    for (shared, flavour) in [(&OURS, Flavour::Ours), (&UPSTREAM, Flavour::Upstream)] {
+        let c = shared.get(&home, flavour);
+        let id = format!("{NAME}-{flavour:?}");
+        let o = c.run(&[format!("--name={id}"), "--command=env | cut -d= -f1 | sort > env.txt".into()], RUN);
+        let text = read(&c.sandbox(o.framework(), &id).join("env.txt"));
+        names.push(text.lines().map(str::to_owned).collect::<std::collections::BTreeSet<_>>());
+    }
+    let only_ours: Vec<_> = names[0].difference(&names[1]).collect();
+    let only_upstream: Vec<_> = names[1].difference(&names[0]).collect();
+    eprintln!("{NAME}: only ours {only_ours:?}; only upstream {only_upstream:?}");
+    assert!(only_upstream.is_empty(), "variables upstream's task has and ours lacks: {only_upstream:?}");
+}
+
+#[test]
+fn same_updates_finish() {
+    if let Some([ours, upstream]) = on_both("same_updates_finish", &["--name={id}", "--command=echo hi"]) {
+        assert_eq!(ours, upstream);
+    }
+}
+
+#[test]
+fn same_updates_kill() {
+    let args = ["--name={id}", "--command=sleep 1000", "--kill_after=1secs"];
+    if let Some([ours, upstream]) = on_both("same_updates_kill", &args) {
+        assert_eq!(ours, upstream);
+    }
+}
+
+#[test]
+fn same_updates_signal() {
+    if let Some([ours, upstream]) = on_both("same_updates_signal", &["--name={id}", "--command=kill -9 $$"]) {
+        assert_eq!(without_reasons(ours), without_reasons(upstream));
+    }
+}
+
+#[test]
+fn same_updates_no_such_command() {
+    if let Some([ours, upstream]) =
+        on_both("same_updates_no_such_command", &["--name={id}", "--command=/no/such/program"])
+    {
+        assert_eq!(without_reasons(ours), without_reasons(upstream));
+    }
+}
+
 // ---- the harness itself ----
 
 /// The test process SIGKILLed in the middle of a scenario (master, agent, our executor and

@@ -116,6 +116,7 @@ fn finish(c: &mut Cluster, id: &str) {
     assert!(read(&sandbox.join("stdout")).contains("hello from the task\n"));
     assert!(read(&sandbox.join("stderr")).contains("to stderr\n"));
     assert_eq!(c.agent_task_state(id).as_deref(), Some("TASK_FINISHED"), "the agent's /state");
+    assert_eq!(c.executor_end(o.framework(), id), "exited with status 0", "the executor's end, in the agent's log");
 }
 both!(finish);
 
@@ -148,11 +149,17 @@ fn kill(c: &mut Cluster, id: &str) {
     run.wait_for("TASK_RUNNING", RUN, |o| o.states(id).contains(&"TASK_RUNNING"));
     let containers = c.agent_containers().expect("/containers");
     let listed = containers.as_array().is_some_and(|a| a.iter().any(|k| k["executor_id"] == id));
+    // A figure, not a test: the executor's memory with one running task.
+    std::thread::sleep(Duration::from_millis(500));
+    if let Some((rss, pss)) = real_mesos::executor_memory(id, "mesos-executor") {
+        eprintln!("MEMORY {:?} command executor with one sleeping task: VmRSS {rss} kB, PSS {pss} kB", c.flavour);
+    }
     assert!(listed, "the agent's /containers lists the executor {id}: {containers}");
     assert_eq!(c.agent_task_state(id).as_deref(), Some("TASK_RUNNING"), "the agent's /state");
     let o = run.wait(RUN);
     assert_eq!(o.states(id), ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_KILLED"], "{}", o.text);
     assert_eq!(o.last(id, "TASK_KILLED").message.as_deref(), Some("Command terminated with signal Terminated"));
+    assert_eq!(c.executor_end(o.framework(), id), "exited with status 0", "the executor's end, in the agent's log");
 }
 both!(kill);
 
@@ -437,6 +444,9 @@ fn custom_executor_finish_ours() {
         let sandbox = c.sandbox(o.framework(), &format!("{id}-executor"));
         let stdout = read(&sandbox.join("tasks").join(id).join("stdout"));
         assert_eq!(stdout, "custom hello\n");
+        // mesos-execute ends its framework; the agent shuts the executor down.
+        let end = c.executor_end(o.framework(), &format!("{id}-executor"));
+        assert_eq!(end, "exited with status 0", "the executor's end, in the agent's log");
         assert_eq!(c.agent_task_state(id).as_deref(), Some("TASK_FINISHED"), "the agent's /state");
     });
 }

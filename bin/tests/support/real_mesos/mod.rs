@@ -322,6 +322,28 @@ impl Cluster {
         })
     }
 
+    /// Waits until the agent logs how the executor `executor` of `framework` ended, and
+    /// returns that (`exited with status 0`, `terminated with signal ...`), as
+    /// `src/slave/slave.cpp` (`executorTerminated`) words it.
+    pub fn executor_end(&self, framework: &str, executor: &str) -> String {
+        let head = format!("Executor '{executor}' of framework {framework} ");
+        let find = |c: &Self| {
+            (0..c.runs.load(Ordering::Relaxed)).find_map(|n| {
+                let log = std::fs::read_to_string(c.work.join(format!("agent.{n}.err"))).ok()?;
+                log.lines().find_map(|l| {
+                    l.split_once(&head)
+                        .map(|(_, rest)| rest.to_owned())
+                        .filter(|r| r.starts_with("exited") || r.starts_with("terminated"))
+                })
+            })
+        };
+        self.wait_until(&format!("the agent saw the executor {executor} end"), Duration::from_secs(30), |c| {
+            find(c).is_some()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        find(self).unwrap_or_default()
+    }
+
     pub fn master_state(&self) -> Result<Value, String> {
         get_json(&format!("http://127.0.0.1:{}/master/state", self.master_port))
     }
@@ -692,4 +714,17 @@ pub fn processes_naming(needle: &str) -> Vec<(u32, String)> {
             (named && !zombie).then_some((pid, cmdline))
         })
         .collect()
+}
+
+/// VmRSS and PSS (kB) of the process whose environment has `MESOS_EXECUTOR_ID=<executor>`
+/// and whose command line contains `program`.
+pub fn executor_memory(executor: &str, program: &str) -> Option<(u64, u64)> {
+    let marker = format!("MESOS_EXECUTOR_ID={executor}");
+    let pid = processes_naming(&marker).into_iter().find(|(_, cmd)| cmd.contains(program))?.0;
+    let field = |file: &str, name: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok().and_then(|t| {
+            t.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+    };
+    Some((field("status", "VmRSS:")?, field("smaps_rollup", "Pss:")?))
 }

@@ -275,6 +275,28 @@ fn secret_env(c: &mut Cluster, id: &str) {
 }
 both!(secret_env);
 
+/// `max_completion_time` passed: upstream fails the task with
+/// REASON_MAX_COMPLETION_TIME_REACHED (`src/launcher/executor.cpp`, `reaped`).
+fn max_completion_time(c: &mut Cluster, id: &str) {
+    let mut t = task(id, json!({"value": "sleep 1000"}));
+    t["max_completion_time"] = json!({"nanoseconds": 2_000_000_000_i64});
+    let o = run_task(c, id, &t, &[]);
+    assert_eq!(o.states(id), ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"], "{}", o.text);
+    let failed = o.last(id, "TASK_FAILED");
+    assert_eq!(failed.reason.as_deref(), Some("REASON_MAX_COMPLETION_TIME_REACHED"), "{}", o.text);
+}
+both!(max_completion_time);
+
+/// A task with `CommandInfo.user` runs as that user; so does its sandbox's output.
+fn run_as_user(c: &mut Cluster, id: &str) {
+    let t = task(id, json!({"value": "id -un; id -u", "user": "nobody"}));
+    let o = run_task(c, id, &t, &[]);
+    assert_eq!(o.states(id), ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"], "{}", o.text);
+    let stdout = read(&c.sandbox(o.framework(), id).join("stdout"));
+    assert!(stdout.contains("nobody\n65534\n"), "the task ran as nobody: {stdout}");
+}
+both!(run_as_user);
+
 // ---- health checks ----
 
 #[derive(Clone, Copy)]

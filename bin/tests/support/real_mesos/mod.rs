@@ -92,7 +92,10 @@ impl Shared {
         let mut guard = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if guard.is_none() {
             let started = Instant::now();
-            let cluster = Cluster::start(home, flavour);
+            // Once more on failure: a port chosen free may have been taken meanwhile. (A
+            // failed start's processes go with its reaper's pipe.)
+            let cluster = Cluster::start(home, flavour)
+                .or_else(|first| Cluster::start(home, flavour).map_err(|again| format!("{first}\nand again: {again}")));
             eprintln!("TIMING cluster start ({flavour:?}): {:.1}s", started.elapsed().as_secs_f64());
             if let Ok(c) = &cluster {
                 eprintln!("cluster {flavour:?}: work directory {}", c.work.display());

@@ -163,6 +163,18 @@ fn kill(c: &mut Cluster, id: &str) {
 }
 both!(kill);
 
+/// Without TASK_KILLING_STATE in the framework's capabilities, a kill gives TASK_KILLED
+/// alone (upstream `src/launcher/executor.cpp` sends TASK_KILLING only when capable).
+fn kill_without_killing_state(c: &mut Cluster, id: &str) {
+    let mut s = Scheduler::subscribe_with(c, id, &[]);
+    let agent = s.launch(task(id, json!({"value": "sleep 1000"})));
+    s.wait_state(id, "TASK_RUNNING", RUN);
+    s.kill(id, &agent);
+    s.wait_terminal(&[id], RUN);
+    assert_eq!(s.states(id), ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"], "{:?}", s.updates);
+}
+both!(kill_without_killing_state);
+
 /// A task that takes 4 s to end after SIGTERM, under a kill policy with a 6 s grace
 /// period (the default is 3 s). The kill comes 3 s after TASK_RUNNING: the shell has set its
 /// trap by then, even on a loaded machine.

@@ -39,10 +39,15 @@ pub struct Scheduler {
 impl Scheduler {
     /// Subscribes a framework named `name` (with TASK_KILLING_STATE) to the cluster's master.
     pub fn subscribe(c: &Cluster, name: &str) -> Scheduler {
+        Self::subscribe_with(c, name, &["TASK_KILLING_STATE"])
+    }
+
+    /// Subscribes a framework named `name` with exactly `capabilities`.
+    pub fn subscribe_with(c: &Cluster, name: &str, capabilities: &[&str]) -> Scheduler {
         let url = format!("http://127.0.0.1:{}/api/v1/scheduler", c.master_port);
+        let capabilities: Vec<Value> = capabilities.iter().map(|t| json!({"type": t})).collect();
         let body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
-            "user": "root", "name": name,
-            "capabilities": [{"type": "TASK_KILLING_STATE"}],
+            "user": "root", "name": name, "capabilities": capabilities,
         }}});
         let mut stream = Command::new("curl")
             .args(["-sS", "-N", "-i", "--max-time", "300", "-H", "Content-Type: application/json"])
@@ -201,6 +206,34 @@ impl Scheduler {
             }}],
             "filters": {"refuse_seconds": 3600.0},
         }}));
+    }
+
+    /// Takes the first offer and launches `task` (LAUNCH: the agent's command executor when
+    /// it has a command); returns the agent id.
+    pub fn launch(&mut self, mut task: Value) -> Value {
+        let offers = self.next_event("OFFERS", Duration::from_secs(30));
+        let offer = &offers["offers"]["offers"][0];
+        task["agent_id"] = offer["agent_id"].clone();
+        self.call(json!({"type": "ACCEPT", "accept": {
+            "offer_ids": [offer["id"]],
+            "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}],
+            "filters": {"refuse_seconds": 3600.0},
+        }}));
+        offer["agent_id"].clone()
+    }
+
+    /// Handles updates until `task` has had an update in `state` (at most `deadline`).
+    pub fn wait_state(&mut self, task: &str, state: &str, deadline: Duration) {
+        let end = Instant::now() + deadline;
+        while !self.states(task).iter().any(|s| s == state) {
+            let left = end.saturating_duration_since(Instant::now());
+            self.next_event("UPDATE", left);
+        }
+    }
+
+    /// Asks to kill `task` on `agent`.
+    pub fn kill(&self, task: &str, agent: &Value) {
+        self.call(json!({"type": "KILL", "kill": {"task_id": {"value": task}, "agent_id": agent}}));
     }
 
     /// Handles updates until every task of `tasks` is terminal (at most `deadline`).

@@ -614,6 +614,28 @@ fn group_failure(c: &mut Cluster, id: &str) {
 }
 both!(group_failure);
 
+/// The agent SIGKILLed and restarted while a checkpointed framework's task group runs: both
+/// members survive and their updates arrive once.
+fn group_agent_restart(c: &mut Cluster, id: &str) {
+    let (a, b) = (format!("{id}-a"), format!("{id}-b"));
+    let (exec, executor) = group_executor(c, id);
+    let mut s = Scheduler::subscribe(c, id);
+    let tasks = vec![task(&a, json!({"value": "sleep 10; echo a survived"})), task(&b, json!({"value": "sleep 11"}))];
+    s.launch_group(executor, tasks);
+    for t in [&a, &b] {
+        s.wait_state(t, "TASK_RUNNING", RUN);
+        c.wait_agent_logged(&["Checkpointing ACK for task status update TASK_RUNNING", t], Duration::from_secs(20));
+    }
+    c.restart_agent();
+    s.wait_terminal(&[&a, &b], RUN);
+    for t in [&a, &b] {
+        assert_eq!(s.states(t), ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"], "{t}: {:?}", s.updates);
+    }
+    let sandbox = c.sandbox(&s.framework_id, &exec);
+    assert_eq!(read(&sandbox.join("tasks").join(&a).join("stdout")), "a survived\n");
+}
+both!(group_agent_restart);
+
 // ---- ours beside upstream, update by update ----
 
 /// Runs `args` (with `{id}` replaced by the task id) on both clusters and returns what each

@@ -46,8 +46,9 @@ impl Scheduler {
     pub fn subscribe_with(c: &Cluster, name: &str, capabilities: &[&str]) -> Scheduler {
         let url = format!("http://127.0.0.1:{}/api/v1/scheduler", c.master_port);
         let capabilities: Vec<Value> = capabilities.iter().map(|t| json!({"type": t})).collect();
+        // Checkpointed, so that its executors survive an agent restart.
         let body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
-            "user": "root", "name": name, "capabilities": capabilities,
+            "user": "root", "name": name, "capabilities": capabilities, "checkpoint": true,
         }}});
         let mut stream = Command::new("curl")
             .args(["-sS", "-N", "-i", "--max-time", "300", "-H", "Content-Type: application/json"])

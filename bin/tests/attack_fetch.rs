@@ -153,7 +153,6 @@ fn fetching(id: &str, uris: Vec<Uri>) -> mesos_executor::proto::v1::TaskInfo {
 /// and many registries take it) is never redacted; a URI that does not parse (a port
 /// past 65535, a stray space in the host) is echoed whole, password included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "OPEN: spec::redact leaks a user-name token, and the whole URI when it does not parse"]
 async fn attack_credentials_reach_the_status_message() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

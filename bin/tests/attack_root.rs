@@ -269,7 +269,6 @@ async fn attack_a_nobody_tasks_logs_belong_to_root() {
 /// sending nothing; the scraper's connection is then closed unanswered. Each slot is
 /// freed after REQUEST_READ_TIMEOUT, but the attacker reconnects at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "OPEN: four idle connections from a task starve the metrics scraper"]
 async fn attack_four_idle_connections_starve_the_metrics_endpoint() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -189,8 +189,8 @@ async fn attack_check_commands_run_as_root() {
 /// ends (`kill_marked_with_prefix`): it runs on as the task's user after the task is
 /// reported finished, and after the executor is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "OPEN: a task process that drops its marker (setsid env -i) outlives the task and the executor"]
-async fn attack_a_process_without_the_marker_outlives_its_task() {
+#[ignore = "open hole (documented in the README): a task process that drops its marker (setsid env -i) outlives the task and the executor"]
+async fn open_hole_a_process_without_the_marker_outlives_its_task() {
     assert!(is_root(), "run as root");
     let d = start(killing_capable(), &["--mode=custom"]).await;
     let marker = unique_seconds();

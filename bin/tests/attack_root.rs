@@ -1,7 +1,7 @@
 //! Security review of issue 18 (attacks as a hostile task against the root daemon):
 //! what a task running as `nobody` can make root do for it. Each test that shows a
-//! hole still open is `#[ignore = "OPEN: ..."]`; run them as root with
-//! `-- --include-ignored`.
+//! hole still open is a test named `open_hole_...`, ignored with its reason (scripts/test.sh
+//! skips it); the rest are regression tests of closed holes, run as root.
 
 mod support;
 

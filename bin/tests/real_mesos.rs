@@ -207,10 +207,10 @@ fn kill_policy_trap_completes(c: &mut Cluster, id: &str) {
     let stderr = read(&sandbox.join("stderr"));
     assert!(stdout.contains("graceful exit"), "the TERM trap ran to its end: {stdout}\n--- stderr:\n{stderr}");
 }
-both!(
-    kill_policy_trap_completes,
-    difference = "known difference, issue 20: ours sends SIGTERM twice (process group, then each marked process: signal_task in src/executor/process.rs); when the second lands after the trap began, sh runs the trap again and the grace runs out (intermittent, 5 of 11 runs)"
-);
+// Ours used to send SIGTERM twice (the group, then each marked process); when the second
+// landed after the trap began, sh ran the trap again and the grace ran out (5 of 11
+// runs). One SIGTERM per process now (bin/tests/daemon_signals.rs).
+both!(kill_policy_trap_completes);
 
 /// The terminal state of a task that exits 0 on SIGTERM, as upstream reports it.
 fn kill_policy_grace_state(c: &mut Cluster, id: &str) {

@@ -449,6 +449,7 @@ impl<E: Executor> Session<E> {
             event::Type::Subscribed => {
                 let Some(subscribed) = event.subscribed else { return missing(kind, "subscribed") };
                 self.agent_id.clone_from(&subscribed.agent_info.id);
+                handle.set_task_killing_state(&subscribed.framework_info);
                 if self.registered {
                     info!(agent = %subscribed.agent_info.hostname, "resubscribed to the agent");
                     self.executor.reregistered(handle, &subscribed.agent_info);

@@ -302,16 +302,26 @@ impl Runner {
         let claimed = self.claimed_updates.clone();
         let after = self.after(filter.after_step)?;
         let found = |s: &State| find_update(s, filter, after, &claimed);
+        // Waiting for one terminal state of a task that reached another is over at once.
+        let other_end = |s: &State| other_terminal(s, filter, after);
         let result = self
             .agent
             .wait_for(
                 &format!("an update {}", describe_filter(filter)),
                 self.timeout(filter.timeout_ms),
-                |s| found(s).is_some(),
+                |s| found(s).is_some() || other_end(s).is_some(),
                 |s| format!("saw updates: {}", update_summary(s, filter.task_id.as_deref())),
             )
             .await;
         result.map_err(|e| e.to_string())?;
+        if self.agent.inspect(found).is_none()
+            && let Some(ended) = self.agent.inspect(other_end)
+        {
+            return Err(format!(
+                "the task ended otherwise: {ended}; saw updates: {}",
+                self.agent.inspect(|s| update_summary(s, filter.task_id.as_deref()))
+            ));
+        }
         if let Some(index) = self.agent.inspect(found) {
             self.claimed_updates.insert(index);
         }
@@ -324,6 +334,25 @@ fn updates(s: &State) -> impl Iterator<Item = (usize, &TaskStatus)> {
         Record::Call { call, status: 202, .. } => call.update.as_ref().map(|u| (i, &u.status)),
         Record::Replayed { status, .. } => Some((i, status.as_ref())),
         _ => None,
+    })
+}
+
+/// When `f` waits for a terminal state of one task: that task's update in another
+/// terminal state, described.
+fn other_terminal(s: &State, f: &UpdateFilter, after: usize) -> Option<String> {
+    let (id, wanted) = (f.task_id.as_ref()?, f.state.as_ref()?);
+    let terminal = |name: &str| {
+        matches!(
+            name,
+            "TASK_FINISHED" | "TASK_FAILED" | "TASK_KILLED" | "TASK_ERROR" | "TASK_LOST" | "TASK_DROPPED" | "TASK_GONE"
+        )
+    };
+    if !terminal(wanted) {
+        return None;
+    }
+    updates(s).filter(|(i, st)| *i >= after && &st.task_id.value == id).find_map(|(_, st)| {
+        let name = TaskState::try_from(st.state).map_or("?", |x| x.as_str_name());
+        (terminal(name) && name != wanted).then(|| describe_update(st))
     })
 }
 

@@ -230,3 +230,20 @@ async fn cli_waits_for_an_executor_started_by_hand() {
     executor.abort();
     assert!(status.success(), "every expectation held: {status:?}");
 }
+
+#[tokio::test]
+async fn waiting_for_one_end_of_a_task_that_had_another_fails_at_once() {
+    let agent = start(quick_config()).await;
+    let executor = scripted_executor(&agent);
+    let scenario = parse(
+        "steps:
+  - expect_subscribe: {}
+  - launch: {task_id: t1, command: 'true'}
+  - expect_update: {task_id: t1, state: TASK_FAILED, timeout_ms: 20000}",
+    );
+    let started = std::time::Instant::now();
+    let failure = Runner::new(agent.agent.clone()).run(&scenario).await.unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "it waited {:?}", started.elapsed());
+    assert!(failure.reason.contains("ended otherwise: t1 TASK_FINISHED"), "{failure}");
+    executor.abort();
+}

@@ -76,6 +76,8 @@ pub struct Runner {
     default_timeout: Duration,
     claimed_updates: HashSet<usize>,
     claimed_calls: HashSet<usize>,
+    /// See [`Runner::task_data`].
+    task_data: Option<String>,
 }
 
 impl Runner {
@@ -86,7 +88,35 @@ impl Runner {
             default_timeout: Duration::from_secs(10),
             claimed_updates: HashSet::new(),
             claimed_calls: HashSet::new(),
+            task_data: None,
         }
+    }
+
+    /// Launches every task whose scenario gives it `data` with `template` as its
+    /// `TaskInfo.data` instead, `{data}` (also `{seconds}`, as the generic scenarios'
+    /// data is a number of seconds) and `{command}` replaced by the task's: so an
+    /// executor with its own payload format, such as `{"cmd": "sleep {seconds}"}`, runs
+    /// the generic scenarios unchanged.
+    ///
+    /// ```
+    /// let agent = fake_agent::agent::Agent::new(Default::default());
+    /// let runner = fake_agent::runner::Runner::new(agent).task_data(r#"{"cmd": "sleep {seconds}"}"#);
+    /// # drop(runner);
+    /// ```
+    #[must_use]
+    pub fn task_data(mut self, template: impl Into<String>) -> Self {
+        self.task_data = Some(template.into());
+        self
+    }
+
+    fn task_info(&self, spec: &crate::scenario::TaskSpec, agent_id: &str) -> mesos_executor::proto::v1::TaskInfo {
+        let mut task = spec.to_task_info(agent_id);
+        if let (Some(template), Some(data)) = (&self.task_data, &spec.data) {
+            let command = spec.command.clone().unwrap_or_default();
+            let filled = template.replace("{data}", data).replace("{seconds}", data).replace("{command}", &command);
+            task.data = Some(filled.into_bytes().into());
+        }
+        task
     }
 
     /// Runs every step of `scenario`.
@@ -126,12 +156,12 @@ impl Runner {
                     .map_err(|e| e.to_string())
             }
             Step::Launch(spec) => agent
-                .launch(spec.to_task_info(&agent_id))
+                .launch(self.task_info(spec, &agent_id))
                 .then_some(())
                 .ok_or_else(|| format!("task id {} already used", spec.task_id)),
             Step::LaunchGroup { tasks } => {
                 let group = mesos_executor::proto::v1::TaskGroupInfo {
-                    tasks: tasks.iter().map(|t| t.to_task_info(&agent_id)).collect(),
+                    tasks: tasks.iter().map(|t| self.task_info(t, &agent_id)).collect(),
                 };
                 agent
                     .launch_group(group)

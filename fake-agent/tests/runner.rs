@@ -247,3 +247,18 @@ async fn waiting_for_one_end_of_a_task_that_had_another_fails_at_once() {
     assert!(failure.reason.contains("ended otherwise: t1 TASK_FINISHED"), "{failure}");
     executor.abort();
 }
+
+#[tokio::test]
+async fn a_task_data_template_carries_each_tasks_seconds_and_command() {
+    let agent = start(quick_config()).await;
+    let scenario = parse(
+        "steps:
+  - launch: {task_id: t1, command: 'sleep 7', data: '7'}
+  - launch: {task_id: t2, command: 'true'}",
+    );
+    let template = r#"{"cmd": "sleep {seconds}", "was": "{command}"}"#;
+    Runner::new(agent.agent.clone()).task_data(template).run(&scenario).await.unwrap();
+    let data = |id: &str| agent.agent.inspect(|s| s.task(id).and_then(|t| t.info.data.clone()));
+    assert_eq!(data("t1").as_deref(), Some(&br#"{"cmd": "sleep 7", "was": "sleep 7"}"#[..]));
+    assert_eq!(data("t2"), None, "a task the scenario gives no data keeps none");
+}

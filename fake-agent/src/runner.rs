@@ -216,6 +216,7 @@ impl Runner {
                 }
                 Ok(())
             }
+            Step::SignalExecutor { signal } => agent.signal_executor(signal),
             Step::RestartAgent { down_ms, recovering_ms, resubscribe_within_ms } => {
                 let (subscriptions, gaps) = agent.inspect(|s| (s.subscriptions, s.resubscribe_gaps));
                 agent
@@ -538,6 +539,7 @@ pub fn describe(step: &Step) -> String {
             format!("expect_no_call {} for {within_ms} ms", r#type.as_deref().unwrap_or("any"))
         }
         Step::RestartAgent { down_ms, .. } => format!("restart_agent down {down_ms} ms"),
+        Step::SignalExecutor { signal } => format!("signal_executor {signal}"),
         Step::AckPolicy(p) => format!("ack_policy {p:?}"),
         Step::ReleaseAcks {} => "release_acks".to_owned(),
         Step::Fault(f) => format!("fault {f:?}"),

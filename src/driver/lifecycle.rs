@@ -58,6 +58,8 @@ pub(crate) struct Rules {
     pub shutdown_grace: Duration,
     /// How long a stop waits for acknowledgements.
     pub stop_timeout: Duration,
+    /// How long a stop waits for them once the executor was told to shut down.
+    pub shutdown_ack_timeout: Duration,
 }
 
 /// Where the driver is.
@@ -136,6 +138,8 @@ pub(crate) struct Lifecycle {
     grace_deadline: Option<Instant>,
     /// End (stopped) at this time even with updates unacknowledged.
     stop_deadline: Option<Instant>,
+    /// Updates unacknowledged, as of the stop and each acknowledgement after it.
+    unacked: usize,
 }
 
 impl Lifecycle {
@@ -149,6 +153,7 @@ impl Lifecycle {
             reason: None,
             grace_deadline: None,
             stop_deadline: None,
+            unacked: 0,
         }
     }
 
@@ -217,13 +222,22 @@ impl Lifecycle {
             Input::AgentShutdown => self.shut_down(now, ShutdownReason::AgentShutdown, &mut actions),
             Input::ShutdownRequested => self.shut_down(now, ShutdownReason::Requested, &mut actions),
             Input::Stop { unacked } => {
+                self.unacked = unacked;
                 if unacked == 0 || self.phase == Phase::Offline || self.phase == Phase::Idle {
                     self.end(DriverStatus::Stopped, &mut actions);
                 } else if self.stop_deadline.is_none() {
-                    self.stop_deadline = Some(now + self.rules.stop_timeout);
+                    // Upstream's command executor: 60 s for the terminal update's
+                    // acknowledgement on its own; about a second after SHUTDOWN, whose
+                    // agent may be tearing the framework down and acknowledge nothing.
+                    let wait = match self.reason {
+                        Some(_) => self.rules.shutdown_ack_timeout.min(self.rules.stop_timeout),
+                        None => self.rules.stop_timeout,
+                    };
+                    self.stop_deadline = Some(now + wait);
                 }
             }
             Input::Acknowledged { unacked } => {
+                self.unacked = unacked;
                 if unacked == 0 && self.stop_deadline.is_some() {
                     self.end(DriverStatus::Stopped, &mut actions);
                 }
@@ -313,7 +327,7 @@ impl Lifecycle {
     }
 
     fn end(&mut self, status: DriverStatus, actions: &mut Vec<Action>) {
-        let outcome = DriverOutcome { status, reason: self.reason };
+        let outcome = DriverOutcome { status, reason: self.reason, unacknowledged: self.unacked };
         self.phase = Phase::Ended(outcome);
         actions.push(Action::End(outcome));
     }

@@ -124,9 +124,15 @@ pub struct DriverConfig {
     /// Longest one call (UPDATE, MESSAGE) may take, connection and whole answer
     /// included (default 10 s); then it is sent again on a new connection.
     pub call_timeout: Duration,
-    /// How long [`DriverHandle::stop`] waits for outstanding acknowledgements
-    /// (upstream built-in executors wait 60 s for the terminal update's).
+    /// How long [`DriverHandle::stop`] waits for outstanding acknowledgements when the
+    /// executor stops of its own accord (upstream's command executor waits 60 s for its
+    /// terminal update's, then exits 1: [`DriverOutcome::unacknowledged`]).
     pub stop_timeout: Duration,
+    /// How long a stop after SHUTDOWN (or [`DriverHandle::request_shutdown`]) waits for
+    /// acknowledgements (default 1 s): an agent tearing a framework down does not
+    /// acknowledge its updates, and kills an executor still there after its shutdown
+    /// grace period; upstream's command executor is gone about a second after SHUTDOWN.
+    pub shutdown_ack_timeout: Duration,
     /// Resend an update POSTed this long ago and still unacknowledged on a live stream
     /// (the agent acknowledges duplicates; upstream only resends on resubscription).
     pub resend_after: Duration,
@@ -155,6 +161,7 @@ impl DriverConfig {
             attempt_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(60),
+            shutdown_ack_timeout: Duration::from_secs(1),
             resend_after: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(30 * 60),
             max_record_len: recordio::DEFAULT_MAX_RECORD_LEN,
@@ -507,8 +514,12 @@ impl<E: Executor> ExecutorDriver<E> {
     /// Waits for the driver thread to end and returns how it ended.
     pub fn join(&mut self) -> DriverOutcome {
         match self.thread.take() {
-            Some(thread) => thread.join().unwrap_or(DriverOutcome { status: DriverStatus::Aborted, reason: None }),
-            None => DriverOutcome { status: self.status(), reason: None },
+            Some(thread) => thread.join().unwrap_or(DriverOutcome {
+                status: DriverStatus::Aborted,
+                reason: None,
+                unacknowledged: 0,
+            }),
+            None => DriverOutcome { status: self.status(), reason: None, unacknowledged: 0 },
         }
     }
 

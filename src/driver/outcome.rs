@@ -63,12 +63,20 @@ pub struct DriverOutcome {
     /// Why the executor was asked to shut down; `None` when it stopped of its own
     /// accord (a command executor whose task is done).
     pub reason: Option<ShutdownReason>,
+    /// Updates still unacknowledged when the driver ended. An executor that stopped of
+    /// its own accord with some (the agent never acknowledged its terminal update within
+    /// the stop timeout) did not succeed, as upstream's command executor exits 1 then;
+    /// after SHUTDOWN they do not count (a framework being torn down is not
+    /// acknowledged).
+    pub unacknowledged: usize,
 }
 
 impl DriverOutcome {
-    /// A normal end: stopped, and not because the agent was lost or refused us.
+    /// A normal end: stopped, not because the agent was lost or refused us, and, when
+    /// the executor stopped of its own accord, with every update acknowledged.
     pub fn is_success(&self) -> bool {
-        self.status == DriverStatus::Stopped && self.reason.is_none_or(ShutdownReason::is_normal)
+        let acknowledged = self.reason.is_some() || self.unacknowledged == 0;
+        self.status == DriverStatus::Stopped && self.reason.is_none_or(ShutdownReason::is_normal) && acknowledged
     }
 
     /// 0 for success, 1 otherwise (the agent lost, never reached or refusing us, or the
@@ -93,7 +101,7 @@ mod tests {
 
     #[test]
     fn success_needs_a_stop_and_a_normal_reason() {
-        let outcome = |status, reason| DriverOutcome { status, reason };
+        let outcome = |status, reason| DriverOutcome { status, reason, unacknowledged: 0 };
         assert!(outcome(DriverStatus::Stopped, None).is_success());
         assert!(outcome(DriverStatus::Stopped, Some(ShutdownReason::AgentShutdown)).is_success());
         assert!(outcome(DriverStatus::Stopped, Some(ShutdownReason::Requested)).is_success());
@@ -102,5 +110,8 @@ mod tests {
         }
         assert!(!outcome(DriverStatus::Aborted, Some(ShutdownReason::AgentShutdown)).is_success());
         assert!(!outcome(DriverStatus::Aborted, None).is_success());
+        let unacked = |reason| DriverOutcome { status: DriverStatus::Stopped, reason, unacknowledged: 1 };
+        assert!(!unacked(None).is_success(), "stopped on its own with its terminal update unacknowledged");
+        assert!(unacked(Some(ShutdownReason::AgentShutdown)).is_success(), "a torn-down framework acks nothing");
     }
 }

@@ -116,6 +116,7 @@ impl<E: Executor> Session<E> {
             attempt_timeout: config.attempt_timeout,
             shutdown_grace: config.env.shutdown_grace_period,
             stop_timeout: config.stop_timeout,
+            shutdown_ack_timeout: config.shutdown_ack_timeout,
         };
         Ok(Session {
             executor,

@@ -12,6 +12,7 @@ fn rules(checkpoint: bool) -> Rules {
         attempt_timeout: 5 * SEC,
         shutdown_grace: 3 * SEC,
         stop_timeout: 10 * SEC,
+        shutdown_ack_timeout: SEC,
     }
 }
 
@@ -71,7 +72,11 @@ fn without_checkpointing_a_failed_first_attempt_is_final() {
     let outcome = ended(&actions).expect("a stop when offline ends at once");
     assert_eq!(
         outcome,
-        DriverOutcome { status: DriverStatus::Stopped, reason: Some(ShutdownReason::AgentUnreachable) }
+        DriverOutcome {
+            status: DriverStatus::Stopped,
+            reason: Some(ShutdownReason::AgentUnreachable),
+            unacknowledged: 3
+        }
     );
     assert!(!outcome.is_success());
 }
@@ -176,7 +181,7 @@ fn stop_while_connecting() {
     m.step(Input::Start, t0);
     m.step(refused(), t0);
     let outcome = ended(&m.step(Input::Stop { unacked: 0 }, t0 + MS)).unwrap();
-    assert_eq!(outcome, DriverOutcome { status: DriverStatus::Stopped, reason: None });
+    assert_eq!(outcome, DriverOutcome { status: DriverStatus::Stopped, reason: None, unacknowledged: 0 });
     assert!(outcome.is_success());
     // Updates pending: keeps connecting to deliver them, within the stop timeout.
     let (mut m, t0) = machine(true);
@@ -198,7 +203,10 @@ fn stop_while_recovering_ends_when_recovery_gives_up() {
     m.step(Input::Stop { unacked: 1 }, t0 + MS);
     let actions = m.step(Input::Tick, t0 + 2 * SEC);
     let outcome = ended(&actions).expect("nothing can be delivered any more");
-    assert_eq!(outcome, DriverOutcome { status: DriverStatus::Stopped, reason: Some(ShutdownReason::AgentLost) });
+    assert_eq!(
+        outcome,
+        DriverOutcome { status: DriverStatus::Stopped, reason: Some(ShutdownReason::AgentLost), unacknowledged: 1 }
+    );
     assert_eq!(told_shutdown(&actions), None, "a stopping executor is not told to shut down");
 }
 
@@ -210,6 +218,21 @@ fn stop_timeout_bounds_the_wait_for_acknowledgements() {
     assert!(m.step(Input::Tick, t0 + 9 * SEC).is_empty());
     let outcome = ended(&m.step(Input::Tick, t0 + 10 * SEC)).unwrap();
     assert_eq!(outcome.status, DriverStatus::Stopped);
+    // Upstream's command executor exits 1 when its terminal update is never acknowledged.
+    assert_eq!(outcome.unacknowledged, 1);
+    assert!(!outcome.is_success());
+}
+
+#[test]
+fn after_shutdown_a_stop_waits_for_acknowledgements_about_a_second() {
+    let (mut m, t0) = subscribed(true);
+    m.step(Input::AgentShutdown, t0);
+    m.step(Input::Stop { unacked: 2 }, t0 + 100 * MS);
+    assert_eq!(m.next_wakeup(), Some(t0 + 100 * MS + SEC), "not the 10 s stop timeout");
+    assert!(ended(&m.step(Input::Acknowledged { unacked: 1 }, t0 + 500 * MS)).is_none());
+    let outcome = ended(&m.step(Input::Tick, t0 + 1100 * MS)).unwrap();
+    assert_eq!((outcome.status, outcome.unacknowledged), (DriverStatus::Stopped, 1));
+    assert!(outcome.is_success(), "a framework torn down acknowledges nothing: still a normal end");
 }
 
 #[test]
@@ -235,7 +258,10 @@ fn agent_shutdown_then_grace_period_ends_the_driver_aborted() {
     assert_eq!(m.step(Input::AgentShutdown, t0 + SEC), vec![Action::NotifyShutdown(ShutdownReason::AgentShutdown)]);
     assert_eq!(m.next_wakeup(), Some(t0 + 4 * SEC));
     let outcome = ended(&m.step(Input::Tick, t0 + 4 * SEC)).unwrap();
-    assert_eq!(outcome, DriverOutcome { status: DriverStatus::Aborted, reason: Some(ShutdownReason::AgentShutdown) });
+    assert_eq!(
+        outcome,
+        DriverOutcome { status: DriverStatus::Aborted, reason: Some(ShutdownReason::AgentShutdown), unacknowledged: 0 }
+    );
     assert!(!outcome.is_success(), "the executor never stopped");
 }
 
@@ -247,7 +273,10 @@ fn a_signal_during_the_grace_period_changes_nothing() {
     assert!(m.step(Input::AgentShutdown, t0 + 2 * SEC).is_empty());
     assert_eq!(m.next_wakeup(), Some(t0 + 3 * SEC), "the grace period is not extended");
     let outcome = ended(&m.step(Input::Stop { unacked: 0 }, t0 + 2500 * MS)).unwrap();
-    assert_eq!(outcome, DriverOutcome { status: DriverStatus::Stopped, reason: Some(ShutdownReason::AgentShutdown) });
+    assert_eq!(
+        outcome,
+        DriverOutcome { status: DriverStatus::Stopped, reason: Some(ShutdownReason::AgentShutdown), unacknowledged: 0 }
+    );
     assert!(outcome.is_success());
 }
 
@@ -256,7 +285,10 @@ fn stop_after_giving_up_ends_at_once() {
     let (mut m, t0) = subscribed(false);
     m.step(Input::Disconnected { why: "EOF".into() }, t0);
     let outcome = ended(&m.step(Input::Stop { unacked: 4 }, t0 + MS)).unwrap();
-    assert_eq!(outcome, DriverOutcome { status: DriverStatus::Stopped, reason: Some(ShutdownReason::AgentLost) });
+    assert_eq!(
+        outcome,
+        DriverOutcome { status: DriverStatus::Stopped, reason: Some(ShutdownReason::AgentLost), unacknowledged: 4 }
+    );
 }
 
 #[test]

@@ -9,9 +9,11 @@ mod exec_helper;
 mod executor;
 mod fetcher;
 mod group;
+mod inbox;
 mod logrotate;
 mod metrics_endpoint;
 mod sandbox;
+mod signals;
 mod state_file;
 mod supervisor;
 mod task_flags;
@@ -213,6 +215,9 @@ enum LogFormat {
 
 const EX_USAGE: u8 = 64;
 const EX_SOFTWARE: u8 = 70;
+
+/// How long the exit waits for the supervisor to write its last state.
+const SUPERVISOR_JOIN_DEADLINE: Duration = Duration::from_secs(1);
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -459,26 +464,13 @@ fn main() -> ExitCode {
 async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
     let mut parts = None;
     let driver = ExecutorDriver::with_handle(config, |handle| {
-        let (executor, supervisor) = CommandExecutor::new(supervisor_config, handle);
-        parts = Some(supervisor);
+        let (executor, supervisor, inbox) = CommandExecutor::new(supervisor_config, handle);
+        parts = Some((supervisor, inbox));
         executor
     });
-    let Some(supervisor) = parts else { return EX_SOFTWARE };
-    let finish = supervisor.finisher();
-    tokio::spawn(supervisor.run());
-    let handle = driver.handle();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            return;
-        };
-        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        info!("signal received: shutting down gracefully");
-        handle.request_shutdown();
-        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        warn!("second signal: aborting");
-        handle.abort();
-    });
+    let Some((supervisor, inbox)) = parts else { return EX_SOFTWARE };
+    let supervisor = tokio::spawn(supervisor.run(inbox));
+    tokio::spawn(signals::shut_down_on_signals(driver.handle()));
     let outcome = match driver.run_async().await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -487,8 +479,11 @@ async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
             return EX_USAGE;
         }
     };
-    // The supervisor writes the state file's last changes (bounded: it may be busy).
-    let _ = tokio::time::timeout(Duration::from_secs(1), finish()).await;
+    // The driver has dropped the executor: the supervisor ends once it has written the
+    // state file's last changes (bounded: it may be busy).
+    if tokio::time::timeout(SUPERVISOR_JOIN_DEADLINE, supervisor).await.is_err() {
+        warn!(deadline = ?SUPERVISOR_JOIN_DEADLINE, "the supervisor did not end in time");
+    }
     let code = if outcome.is_success() { 0 } else { 1 };
     info!(%outcome, code, "executor ends");
     code

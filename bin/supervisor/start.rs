@@ -15,7 +15,7 @@ use mesos_executor::{
 use tokio::{task::JoinSet, time::Instant};
 use tracing::{info, warn};
 
-use super::{LOG_DRAIN_DEADLINE, Mode, Supervisor, TaskRecord};
+use super::{LOG_DRAIN_DEADLINE, Mode, Supervisor};
 use crate::{
     book::Input,
     group::{self, GroupFile},
@@ -268,7 +268,7 @@ impl Supervisor {
             }
         }
         self.state.started(&task_id, pid);
-        let record = self.tasks.entry(task_id.clone()).or_insert_with(TaskRecord::default);
+        let record = self.tasks.entry(task_id.clone()).or_default();
         record.pid = pid;
         record.marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
         record.env = Some(Arc::new(spec.env));

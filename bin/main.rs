@@ -7,7 +7,7 @@
 mod book;
 mod exec_helper;
 mod executor;
-mod fetcher;
+mod fetch;
 mod group;
 mod inbox;
 mod logrotate;
@@ -122,6 +122,19 @@ struct Args {
     /// Internal: the task marker prefix the watchdog cleans up.
     #[arg(long = "watchdog_marker", hide = true)]
     watchdog_marker: Option<String>,
+    /// A CA bundle (PEM) that task URI downloads trust besides the system's roots.
+    /// Downloads never use the agent link's TLS settings.
+    #[arg(long = "fetcher_ca_file", alias = "fetcher-ca-file", env = "MESOS_EXECUTOR_FETCHER_CA_FILE")]
+    fetcher_ca_file: Option<PathBuf>,
+    /// How long a task URI download may send no byte before it fails, as a stout
+    /// duration (upstream's agent flag of the same name).
+    #[arg(
+        long = "fetcher_stall_timeout",
+        alias = "fetcher-stall-timeout",
+        default_value = "1mins",
+        env = "MESOS_EXECUTOR_FETCHER_STALL_TIMEOUT"
+    )]
+    fetcher_stall_timeout: String,
     /// An Environment in JSON that the agent's isolators computed for the task (resolved
     /// secrets, ...), over the executor's environment and under the task's own.
     #[arg(long = "task_environment", alias = "task-environment", env = "MESOS_TASK_ENVIRONMENT")]
@@ -275,6 +288,11 @@ fn main() -> ExitCode {
     if let Some(spec) = exec_helper::spec_from_argv(std::env::args_os()) {
         return exec_helper::run(&spec);
     }
+    // The fetch helper reads nothing from argv or the environment (clap would read
+    // MESOS_* variables): its spec comes on stdin. See fetch/child.rs.
+    if std::env::args_os().nth(1).is_some_and(|a| a == fetch::HELPER_FLAG) {
+        return fetch::child::run();
+    }
     let (args, dropped_flags) = match parse_args() {
         Ok(parsed) => parsed,
         Err(code) => return code,
@@ -339,6 +357,11 @@ fn main() -> ExitCode {
         }
     };
     // Every flag is checked before anything starts (the runtime, the watchdog).
+    let fetcher_stall =
+        match duration_flag("fetcher_stall_timeout", &args.fetcher_stall_timeout, Duration::from_millis(1)) {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
     let metrics_interval = match duration_flag("metrics_interval", &args.metrics_interval, Duration::from_millis(1)) {
         Ok(d) => d,
         Err(code) => return code,
@@ -393,10 +416,12 @@ fn main() -> ExitCode {
     config.metrics_interval = metrics_interval;
     config.keepalive_idle = keepalive_idle;
     let state_path = args.state_file.unwrap_or_else(|| sandbox.join(state_file::FILE_NAME));
-    let fetch_cache = sandbox.join(".fetcher-cache");
+    // Per user, outside every task's directory; off in drop-in mode (one task).
+    let fetch_cache = (mode == Mode::Custom).then(|| sandbox.join(".fetcher-cache"));
     if log_rotation.is_some() && mode == Mode::Command {
         warn!("--task_log_max_size is for custom mode: a drop-in task's output is the executor's own");
     }
+    let helper = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     let supervisor_config = SupervisorConfig {
         mode,
         sandbox,
@@ -406,9 +431,14 @@ fn main() -> ExitCode {
         shutdown_grace: config.env.shutdown_grace_period,
         nonce: nonce.clone(),
         max_tasks: args.max_tasks.and_then(|n| usize::try_from(n).ok()),
-        helper: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+        helper: helper.clone(),
         log_rotation,
-        fetcher: fetcher::Fetcher::new(Some(config.env.tls.clone()), fetcher::Limits::default(), fetch_cache),
+        fetcher: fetch::Fetcher::new(
+            helper,
+            fetch::Limits { stall: fetcher_stall, ..fetch::Limits::default() },
+            args.fetcher_ca_file,
+            fetch_cache,
+        ),
         task_flags,
         state_file: state_path,
         executor_id: config.env.executor_id.clone(),

@@ -77,7 +77,7 @@ pub struct SupervisorConfig {
     /// `--task_log_max_size`: rotate each task's stdout and stderr (custom mode).
     pub log_rotation: Option<crate::logrotate::Rotation>,
     /// Fetches the tasks' `CommandInfo.uris`.
-    pub fetcher: crate::fetcher::Fetcher,
+    pub fetcher: crate::fetch::Fetcher,
 }
 
 /// Everything the shell holds for one task, from its fetch to its clean-up: what the

@@ -8,11 +8,11 @@ cd "$(dirname "$0")/.."
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 seconds="${FUZZ_SECONDS:-60}"
 status=0
-for target in recordio event_protobuf event_json agent_answer_call agent_answer_subscribe; do
+for target in recordio event_protobuf event_json agent_answer_call agent_answer_subscribe extract; do
   echo "== fuzzing $target for ${seconds}s"
   mkdir -p "fuzz/corpus/$target"
   if ! RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz "$target" "fuzz/corpus/$target" -- \
-      -max_total_time="$seconds" -max_len=4096 -print_final_stats=1; then
+      -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=512 -print_final_stats=1; then
     status=1
   fi
   if compgen -G "fuzz/artifacts/$target/*" >/dev/null; then

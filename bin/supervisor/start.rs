@@ -299,17 +299,17 @@ impl Supervisor {
     }
 }
 
-/// Fetches `uris` into `dir` as `user` (`crate::fetcher`).
+/// Fetches `uris` into `dir` as `user` (`crate::fetch`).
 ///
 /// # Cancel safety
-/// Dropping the future stops the fetch.
+/// Dropping the future stops the fetch (it kills the fetch helper).
 async fn fetch(
-    fetcher: &crate::fetcher::Fetcher,
+    fetcher: &crate::fetch::Fetcher,
     uris: &[Uri],
     dir: PathBuf,
     user: Option<String>,
 ) -> Result<(), String> {
-    fetcher.fetch_all(uris, &dir, user.as_deref().unwrap_or_default()).await.map_err(|e| e.to_string())
+    fetcher.fetch_all(uris, &dir, user.as_deref()).await
 }
 
 /// Opens `--tty_slave_path` for a task, with `O_NOCTTY`: the terminal must become the

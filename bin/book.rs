@@ -68,7 +68,10 @@ use std::{collections::BTreeMap, time::Duration};
 
 use mesos_executor::{
     executor::{health::Tracker, launch::LaunchError, launch::LaunchSpec},
-    proto::v1::{CheckInfo, CheckStatusInfo, HealthCheck, KillPolicy, TaskInfo, TaskState, task_status::Reason},
+    proto::v1::{
+        CheckInfo, CheckStatusInfo, HealthCheck, KillPolicy, TaskInfo, TaskState, command_info::Uri,
+        task_status::Reason,
+    },
 };
 use tokio::time::Instant;
 
@@ -123,6 +126,14 @@ pub struct Report {
     pub check_status: Option<CheckStatusInfo>,
 }
 
+/// A task's process as prepared from its LAUNCH, and the URIs to fetch before it
+/// starts: they travel together, through the book, to the task's fetch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub spec: LaunchSpec,
+    pub uris: Vec<Uri>,
+}
+
 /// What happened.
 #[derive(Debug)]
 pub enum Input {
@@ -133,9 +144,9 @@ pub enum Input {
     /// SUBSCRIBED again after a disconnection (checks resume).
     Reconnected,
     /// LAUNCH, with the task's process as prepared (or why it could not be).
-    Launch { task: Box<TaskInfo>, spec: Result<LaunchSpec, LaunchError> },
+    Launch { task: Box<TaskInfo>, spec: Result<Prepared, LaunchError> },
     /// LAUNCH_GROUP, each member with its prepared process, and the group's file.
-    LaunchGroup { members: Vec<(TaskInfo, Result<LaunchSpec, LaunchError>)>, file: Option<GroupFile> },
+    LaunchGroup { members: Vec<(TaskInfo, Result<Prepared, LaunchError>)>, file: Option<GroupFile> },
     /// The fetch asked for by [`Effect::Fetch`] ended: the task's sandbox is made and
     /// its URIs are in it, or why not.
     Fetched { task_id: String, result: Result<(), String> },
@@ -165,7 +176,7 @@ pub enum Effect {
     Report(Report),
     /// Make the task's sandbox, keep its process spec, and fetch its URIs into the
     /// sandbox; answer with [`Input::Fetched`].
-    Fetch { task_id: String, spec: Box<LaunchSpec> },
+    Fetch { task_id: String, prepared: Box<Prepared> },
     /// Stop the task's fetch (it was killed while fetching); no answer is wanted.
     CancelFetch { task_id: String },
     /// Prepare every member (output files, user, program, the group file), then, only if
@@ -225,7 +236,7 @@ struct Task {
     /// Its start unit (itself alone, or its group).
     unit: usize,
     /// Its spec while it waits for a fetch slot.
-    spec: Option<Box<LaunchSpec>>,
+    spec: Option<Box<Prepared>>,
     stage: Stage,
     /// Latest state reported.
     state: TaskState,

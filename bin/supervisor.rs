@@ -21,7 +21,7 @@ use mesos_executor::{
     DriverHandle,
     executor::{launch::LaunchSpec, process},
     metrics::prometheus::IntGaugeVec,
-    proto::v1::{CommandInfo, TaskId, TaskState, TaskStatus, command_info::Uri},
+    proto::v1::{CommandInfo, TaskId, TaskState, TaskStatus},
 };
 use nix::sys::signal::Signal as Sig;
 use tokio::{
@@ -106,9 +106,6 @@ pub struct Supervisor {
     book: TaskBook,
     /// One record per task the book has asked to fetch, until its clean-up.
     tasks: HashMap<String, TaskRecord>,
-    /// Each launched task's `CommandInfo.uris`, from its preparation to its fetch
-    /// (within the handling of one LAUNCH or LAUNCH_GROUP).
-    uris: HashMap<String, Vec<Uri>>,
     /// Every job started: fetches, waiters, probes, clean-ups. Each ends with the input
     /// it has for the book, if any.
     jobs: JoinSet<Option<Input>>,
@@ -134,7 +131,6 @@ impl Supervisor {
             config,
             book,
             tasks: HashMap::new(),
-            uris: HashMap::new(),
             jobs: JoinSet::new(),
             states: HashMap::new(),
             hostname: "localhost".to_owned(),
@@ -209,8 +205,6 @@ impl Supervisor {
             Msg::Shutdown => Input::Shutdown,
         };
         self.feed(input);
-        // URIs of tasks the book refused.
-        self.uris.clear();
     }
 
     /// Steps the book with `input` and performs its effects, and does the same for any
@@ -251,7 +245,7 @@ impl Supervisor {
     fn perform(&mut self, effect: Effect, inputs: &mut VecDeque<Input>) {
         match effect {
             Effect::Report(report) => self.report(report),
-            Effect::Fetch { task_id, spec } => inputs.extend(self.fetch(task_id, *spec)),
+            Effect::Fetch { task_id, prepared } => inputs.extend(self.fetch(task_id, *prepared)),
             Effect::CancelFetch { task_id } => {
                 if let Some(fetch) = self.tasks.get_mut(&task_id).and_then(|r| r.fetch.take()) {
                     info!(task_id, "fetch cancelled");

@@ -8,13 +8,13 @@ use mesos_executor::{
     executor::{
         health::Tracker,
         kill::{self, policy_grace},
-        launch::{LaunchError, LaunchSpec},
+        launch::LaunchError,
     },
     proto::v1::{TaskInfo, TaskState, task_status::Reason},
 };
 use tokio::time::Instant;
 
-use super::{Effect, FETCHES_PER_UNIT, Signal, Stage, Task, TaskBook, Unit, checks::Schedule};
+use super::{Effect, FETCHES_PER_UNIT, Prepared, Signal, Stage, Task, TaskBook, Unit, checks::Schedule};
 use crate::group::GroupFile;
 
 impl TaskBook {
@@ -43,7 +43,7 @@ impl TaskBook {
         })
     }
 
-    fn enter(&mut self, task: &TaskInfo, group: Option<usize>, unit: usize, spec: LaunchSpec) {
+    fn enter(&mut self, task: &TaskInfo, group: Option<usize>, unit: usize, spec: Prepared) {
         let check_status = task.check.as_ref().and_then(mesos_executor::executor::check::empty);
         self.tasks.insert(
             task.task_id.value.clone(),
@@ -75,7 +75,7 @@ impl TaskBook {
         number
     }
 
-    pub(super) fn launch(&mut self, task: TaskInfo, spec: Result<LaunchSpec, LaunchError>, out: &mut Vec<Effect>) {
+    pub(super) fn launch(&mut self, task: TaskInfo, spec: Result<Prepared, LaunchError>, out: &mut Vec<Effect>) {
         let id = task.task_id.value.clone();
         if let Some(refusal) = self.refusal(&id) {
             return Self::refuse(out, &id, TaskState::TaskFailed, Reason::TaskInvalid, refusal);
@@ -96,7 +96,7 @@ impl TaskBook {
 
     pub(super) fn launch_group(
         &mut self,
-        members: Vec<(TaskInfo, Result<LaunchSpec, LaunchError>)>,
+        members: Vec<(TaskInfo, Result<Prepared, LaunchError>)>,
         file: Option<GroupFile>,
         out: &mut Vec<Effect>,
     ) {
@@ -158,7 +158,7 @@ impl TaskBook {
             let Some(spec) = task.spec.take() else { continue };
             task.stage = Stage::Fetching;
             fetching += 1;
-            out.push(Effect::Fetch { task_id: id, spec });
+            out.push(Effect::Fetch { task_id: id, prepared: spec });
         }
     }
 

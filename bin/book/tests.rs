@@ -15,8 +15,10 @@ fn task(id: &str) -> TaskInfo {
     TaskInfo { name: id.into(), task_id: TaskId { value: id.into() }, ..Default::default() }
 }
 
-fn spec() -> Result<LaunchSpec, LaunchError> {
-    Ok(LaunchSpec { program: "/bin/true".into(), argv: vec!["true".into()], env: Default::default(), user: None })
+fn spec() -> Result<Prepared, LaunchError> {
+    let spec =
+        LaunchSpec { program: "/bin/true".into(), argv: vec!["true".into()], env: Default::default(), user: None };
+    Ok(Prepared { spec, uris: Vec::new() })
 }
 
 fn launch(t: TaskInfo) -> Input {
@@ -307,7 +309,7 @@ fn a_member_that_fails_to_spawn_takes_its_group_down() {
 fn a_group_is_refused_as_a_whole() {
     let now = Instant::now();
     let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
-    let bad: Result<LaunchSpec, LaunchError> = Err(LaunchError::Unsupported("container images".into()));
+    let bad: Result<Prepared, LaunchError> = Err(LaunchError::Unsupported("container images".into()));
     let effects =
         book.step(Input::LaunchGroup { members: vec![(task("ok"), spec()), (task("img"), bad)], file: None }, now);
     assert_eq!(reports(&effects), [st("ok", TaskState::TaskError), st("img", TaskState::TaskError)]);

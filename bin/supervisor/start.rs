@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::{LOG_DRAIN_DEADLINE, Mode, Supervisor};
 use crate::{
-    book::Input,
+    book::{Input, Prepared},
     group::{self, GroupFile},
     sandbox::TaskSandbox,
 };
@@ -26,8 +26,8 @@ use crate::{
 type Pipe = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 
 impl Supervisor {
-    /// Resolves, checks and builds the task's process; keeps its URIs for its fetch.
-    pub(super) fn prepare(&mut self, task: &TaskInfo) -> Result<LaunchSpec, LaunchError> {
+    /// Resolves, checks and builds the task's process, with the URIs to fetch for it.
+    pub(super) fn prepare(&self, task: &TaskInfo) -> Result<Prepared, LaunchError> {
         if let Some(refusal) = &self.config.task_flags.refusal {
             return Err(LaunchError::Unsupported(refusal.clone()));
         }
@@ -38,19 +38,16 @@ impl Supervisor {
         // the task's CommandInfo (launch::build puts that last).
         let base = self.config.base_env.iter().chain(&self.config.task_flags.environment).cloned();
         let mut spec = launch::build(task, &command, base, &marker)?;
-        if !command.uris.is_empty() {
-            self.uris.insert(task.task_id.value.clone(), command.uris.clone());
-        }
         if spec.user.is_none() {
             spec.user.clone_from(&self.config.user);
         }
-        Ok(spec)
+        Ok(Prepared { spec, uris: command.uris })
     }
 
     /// Prepares every member of a group, and, when all are valid, tells each of them
     /// about the whole group (`group.rs`) in its environment and in the group file.
     pub(super) fn prepare_group(&mut self, tasks: Vec<TaskInfo>) -> Input {
-        let mut members: Vec<(TaskInfo, Result<LaunchSpec, LaunchError>)> = tasks
+        let mut members: Vec<(TaskInfo, Result<Prepared, LaunchError>)> = tasks
             .into_iter()
             .map(|t| {
                 let spec = self.prepare(&t);
@@ -65,8 +62,8 @@ impl Supervisor {
         let file = group::file(&description, &self.config.sandbox);
         let vars = group::env(&description, &file.path);
         for (_, spec) in &mut members {
-            if let Ok(spec) = spec {
-                spec.env.extend(vars.iter().cloned());
+            if let Ok(prepared) = spec {
+                prepared.spec.env.extend(vars.iter().cloned());
             }
         }
         Input::LaunchGroup { members, file: Some(file) }
@@ -74,8 +71,8 @@ impl Supervisor {
 
     /// Makes the task's sandbox and starts fetching its URIs into it; answers at once
     /// when there is nothing to fetch or the sandbox cannot be made.
-    pub(super) fn fetch(&mut self, task_id: String, mut spec: LaunchSpec) -> Option<Input> {
-        let uris = self.uris.remove(&task_id).unwrap_or_default();
+    pub(super) fn fetch(&mut self, task_id: String, prepared: Prepared) -> Option<Input> {
+        let Prepared { mut spec, uris } = prepared;
         let sandbox = match self.make_sandbox(&task_id, &mut spec) {
             Ok(sandbox) => sandbox,
             Err(error) => return Some(Input::Fetched { task_id, result: Err(error) }),

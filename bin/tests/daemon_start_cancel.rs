@@ -35,6 +35,20 @@ fn fetching(id: &str, uri: &str, marker: &str) -> TaskInfo {
     task
 }
 
+/// The executor's fetch helpers that are alive.
+fn fetch_helpers(d: &Daemon) -> usize {
+    let members = d.agent.agent.container_members();
+    members
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat.rfind(')').is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'));
+            !zombie && String::from_utf8_lossy(&cmdline).contains("--fetch_helper")
+        })
+        .count()
+}
+
 fn ran(d: &Daemon, id: &str) -> bool {
     d.sandbox.join(format!("tasks/{id}/ran-{id}")).exists() || d.sandbox.join(format!("ran-{id}")).exists()
 }
@@ -48,6 +62,7 @@ async fn a_kill_while_fetching_is_task_killed_at_once_and_nothing_starts() {
     d.update("t1", TaskState::TaskStarting).await;
     // Let the fetch reach the silent server.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fetch_helpers(&d), 1, "the fetch is under way");
     let asked = Instant::now();
     d.agent.agent.kill("t1", None);
     let killed = d.update("t1", TaskState::TaskKilled).await;
@@ -59,6 +74,7 @@ async fn a_kill_while_fetching_is_task_killed_at_once_and_nothing_starts() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!ran(&d, "t1"), "the task's process started");
     assert!(processes_matching(&marker).is_empty(), "the task's process is running");
+    assert_eq!(fetch_helpers(&d), 0, "the fetch was cancelled and its helper killed");
     assert_eq!(d.states("t1").len(), 3, "nothing after TASK_KILLED: {:?}", d.states("t1"));
 }
 

@@ -415,3 +415,30 @@ fn tasks_gauge(
     metrics.register(Box::new(gauge.clone()))?;
     Ok(gauge)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags_name_the_flag_and_the_bad_value() {
+        assert_eq!(
+            duration_flag("keepalive_idle", "10secs", Duration::from_secs(1)).ok(),
+            Some(Duration::from_secs(10))
+        );
+        let short = duration_flag("keepalive_idle", "500ms", Duration::from_secs(1)).unwrap_err().to_string();
+        assert!(short.contains("--keepalive_idle=\"500ms\"") && short.contains("shorter"), "{short}");
+        let bad = duration_flag("metrics_interval", "soon", Duration::ZERO).unwrap_err().to_string();
+        assert!(bad.contains("--metrics_interval=\"soon\"") && bad.contains("not a duration"), "{bad}");
+    }
+
+    #[test]
+    fn the_flags_parse_as_the_agent_passes_them() {
+        let args = Args::try_parse_from(["mesos-executor", "--mode=custom", "--max_tasks=3", "--log_format=json"])
+            .expect("valid flags");
+        assert!(matches!(args.mode, Some(ModeArg::Custom)));
+        assert_eq!(args.max_tasks, Some(3));
+        assert!(matches!(args.log_format, LogFormat::Json));
+        assert!(Args::try_parse_from(["mesos-executor", "--max_tasks=0"]).is_err(), "at least one task");
+    }
+}

@@ -34,11 +34,12 @@ async fn a_health_check_that_fails_while_the_agent_is_away_does_not_kill() {
     })
     .await;
     let agent = d.agent.agent.clone();
-    let restart = tokio::spawn(async move { agent.restart(Duration::from_millis(1500), Duration::ZERO).await });
-    // While the agent is down the check fails a dozen times over.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let restart = tokio::spawn(async move { agent.restart(Duration::from_millis(2000), Duration::ZERO).await });
+    // Once the daemon has seen the connection drop, the check would fail a dozen times
+    // over while the agent is down.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     std::fs::write(&flag, b"").unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
     std::fs::remove_file(&flag).unwrap();
     restart.await.unwrap();
     d.wait("resubscription", |s| s.subscriptions > 1).await;

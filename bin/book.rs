@@ -64,7 +64,10 @@ mod checks;
 mod end;
 mod start;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use mesos_executor::{
     executor::{health::Tracker, launch::LaunchError, launch::LaunchSpec},
@@ -273,6 +276,9 @@ pub struct TaskBook {
     max_tasks: Option<usize>,
     killing_state: bool,
     tasks: BTreeMap<String, Task>,
+    /// The tasks whose process runs: the only ones with deadlines (the book keeps ended
+    /// tasks, so that their ids stay taken).
+    running: BTreeSet<String>,
     /// Task groups by index, for the group rule.
     groups: Vec<Vec<String>>,
     /// Start units not yet spawned (or failed), by number.
@@ -295,6 +301,7 @@ impl TaskBook {
             max_tasks,
             killing_state: false,
             tasks: BTreeMap::new(),
+            running: BTreeSet::new(),
             groups: Vec::new(),
             units: BTreeMap::new(),
             next_unit: 0,
@@ -334,7 +341,7 @@ impl TaskBook {
     /// When the book next has something to do on its own: the earliest kill deadline,
     /// `max_completion_time` or probe run; `None` when nothing is scheduled.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        self.tasks.values().filter(|t| t.stage == Stage::Running).filter_map(|t| self.wakeup_of(t)).min()
+        self.running.iter().filter_map(|id| self.tasks.get(id)).filter_map(|t| self.wakeup_of(t)).min()
     }
 
     fn wakeup_of(&self, task: &Task) -> Option<Instant> {
@@ -353,10 +360,10 @@ impl TaskBook {
     /// `max_completion_time`, the probes.
     fn tick(&mut self, now: Instant, out: &mut Vec<Effect>) {
         let due: Vec<String> = self
-            .tasks
+            .running
             .iter()
-            .filter(|(_, t)| t.stage == Stage::Running && self.wakeup_of(t).is_some_and(|at| at <= now))
-            .map(|(id, _)| id.clone())
+            .filter(|id| self.tasks.get(*id).and_then(|t| self.wakeup_of(t)).is_some_and(|at| at <= now))
+            .cloned()
             .collect();
         for id in due {
             let Some(task) = self.tasks.get_mut(&id) else { continue };
@@ -424,11 +431,12 @@ impl TaskBook {
         if self.stopped {
             return;
         }
-        let all_done = self.tasks.values().all(Task::done);
-        let finished = match self.mode {
-            Mode::Command => all_done && (self.launched || self.shutting_down),
-            Mode::Custom => self.shutting_down && all_done,
+        // Only when it can be the end: the book keeps every task it ever had.
+        let can_end = match self.mode {
+            Mode::Command => self.launched || self.shutting_down,
+            Mode::Custom => self.shutting_down,
         };
+        let finished = can_end && self.tasks.values().all(Task::done);
         if finished {
             self.stopped = true;
             out.push(Effect::StopDriver);

@@ -106,7 +106,8 @@ impl TaskBook {
             return;
         }
         self.paused = false;
-        for task in self.tasks.values_mut().filter(|t| t.stage == Stage::Running) {
+        for id in &self.running {
+            let Some(task) = self.tasks.get_mut(id) else { continue };
             for schedule in [&mut task.health_due, &mut task.check_due] {
                 if let Schedule::Due(at) = schedule {
                     *at = now;

@@ -104,6 +104,7 @@ impl TaskBook {
             return;
         }
         task.stage = Stage::Done;
+        self.running.remove(id);
         // What an ended task no longer needs (a long-lived executor runs many).
         task.health = None;
         task.check = None;

@@ -237,6 +237,7 @@ impl TaskBook {
         match result {
             Ok(()) => {
                 task.stage = Stage::Running;
+                self.running.insert(id.to_owned());
                 // A member killed before its spawn was performed (its group fell): the
                 // kill it missed, now; the deadline is the book's.
                 if let Some(killing) = &mut task.killing {

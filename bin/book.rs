@@ -70,7 +70,11 @@ use std::{
 };
 
 use mesos_executor::{
-    executor::{health::Tracker, launch::LaunchError, launch::LaunchSpec},
+    executor::{
+        health::Tracker,
+        launch::{LaunchError, LaunchSpec},
+        process::Exit,
+    },
     proto::v1::{
         CheckInfo, CheckStatusInfo, HealthCheck, KillPolicy, TaskInfo, TaskState, command_info::Uri,
         task_status::Reason,
@@ -163,7 +167,7 @@ pub enum Input {
     /// The executor must shut down.
     Shutdown,
     /// A task's process ended.
-    Exited { task_id: String, exit: Result<mesos_executor::executor::process::Exit, String> },
+    Exited { task_id: String, exit: Result<Exit, String> },
     /// The clock reached [`TaskBook::next_wakeup`] (or passed it).
     Tick,
     /// A health check result.

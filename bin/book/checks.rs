@@ -62,6 +62,11 @@ fn interval(seconds: f64) -> Duration {
 }
 
 impl TaskBook {
+    /// Whether the task has probes (the shell keeps its environment for them).
+    pub fn probed(&self, id: &str) -> bool {
+        self.tasks.get(id).is_some_and(|t| t.health.is_some() || t.check.is_some())
+    }
+
     /// Runs whichever of the task's probes are due at `now`.
     pub(super) fn run_due_probes(&mut self, id: &str, now: Instant, out: &mut Vec<Effect>) {
         if self.paused {

@@ -274,9 +274,4 @@ impl TaskBook {
             .or_else(|| self.tasks.get(id).and_then(|t| t.grace))
             .unwrap_or(kill::DEFAULT_KILL_GRACE)
     }
-
-    /// Whether the task has probes (the shell keeps its environment for them).
-    pub fn probed(&self, id: &str) -> bool {
-        self.tasks.get(id).is_some_and(|t| t.health.is_some() || t.check.is_some())
-    }
 }

@@ -1,14 +1,20 @@
 //! `mesos-executor --exec_helper=<spec>`: the last step before a task's program, for
 //! what a spawn cannot do safely in the child: capabilities. The supervisor starts it (as
-//! root, in the task's process group or session, with the task's environment) when the
-//! agent asked for capabilities, as upstream's launch helper does
+//! root, in the task's process group or session) when the agent asked for capabilities, as upstream's launch helper does
 //! (`src/slave/containerizer/mesos/launch.cpp`): it switches to the task's user with its
 //! groups keeping its capabilities, sets every capability set as upstream's
 //! `calculateCapabilities` computes them, and `exec`s the program, which keeps its pid.
 //! A failure is said on stderr (the task's) and exits 127.
 //!
-//! `main` recognises the helper from its argv before it parses any flag: the helper's
-//! environment is the task's, and nothing in it may change what the helper does.
+//! `main` recognises the helper from its argv before it parses any flag. The helper runs
+//! as root until its user switch, so the task's environment never is its environment:
+//! the dynamic loader would read `LD_PRELOAD`, `LD_DEBUG_OUTPUT` and the like from it
+//! and run or write what the task names, as root. The helper's environment holds only
+//! the task's marker (so cleanup finds it) and the task's environment as JSON in
+//! [`TASK_ENVIRONMENT`], which the loader does not read; the helper applies it only at
+//! `execve`, after the switch, looking the program up in the task's own `PATH`.
+//! (`/proc/<pid>/environ` is the owner's alone, so the task's secrets are not shown to
+//! other users, as they would be in the world-readable argv.)
 
 use std::{
     collections::HashSet,
@@ -18,7 +24,7 @@ use std::{
 };
 
 use caps::{CapSet, Capability};
-use nix::unistd::{Gid, Uid, execvp, setgid, setgroups, setuid};
+use nix::unistd::{Gid, Uid, execve, setgid, setgroups, setuid};
 use serde::{Deserialize, Serialize};
 
 /// What the helper does before `exec`.
@@ -43,6 +49,10 @@ pub struct HelperSpec {
 /// The flag that makes this program the helper: `argv` is exactly the program and
 /// `--exec_helper=<spec>`, as the supervisor writes it.
 pub const FLAG: &str = "--exec_helper=";
+
+/// The helper's variable carrying the task's environment (a JSON object), applied at
+/// `execve` only.
+pub const TASK_ENVIRONMENT: &str = "MESOS_EXECUTOR_HELPER_TASK_ENVIRONMENT";
 
 /// The spec when `argv` is the helper's (see [`FLAG`]), read from nothing else.
 pub fn spec_from_argv(argv: impl IntoIterator<Item = OsString>) -> Option<String> {
@@ -216,13 +226,46 @@ pub fn run(spec: &str) -> ExitCode {
             return fail("capabilities", e);
         }
     }
-    let Ok(program) = CString::new(spec.program.clone()) else { return fail("program", "contains a NUL byte") };
+    let env: std::collections::BTreeMap<String, String> = match std::env::var(TASK_ENVIRONMENT)
+        .map_err(|e| e.to_string())
+        .and_then(|json| serde_json::from_str(&json).map_err(|e| e.to_string()))
+    {
+        Ok(env) => env,
+        Err(e) => return fail("the task's environment", e),
+    };
+    let program = match resolve(&spec.program, env.get("PATH").map(String::as_str)) {
+        Ok(program) => program,
+        Err(e) => return fail(&format!("cannot run {:?}", spec.program), e),
+    };
+    let Ok(program) = CString::new(program) else { return fail("program", "contains a NUL byte") };
     let argv: Result<Vec<CString>, _> = spec.argv.iter().map(|a| CString::new(a.as_str())).collect();
     let Ok(argv) = argv else { return fail("argv", "contains a NUL byte") };
-    match execvp(&program, &argv) {
+    let envp: Result<Vec<CString>, _> = env.iter().map(|(k, v)| CString::new(format!("{k}={v}"))).collect();
+    let Ok(envp) = envp else { return fail("the task's environment", "contains a NUL byte") };
+    match execve(&program, &argv, &envp) {
         Ok(never) => match never {},
         Err(e) => fail(&format!("cannot run {:?}", spec.program), e),
     }
+}
+
+/// `program` itself when it names a path, else the first executable file called
+/// `program` in the task's `PATH` (as `execvp` does, but with the task's `PATH`, not
+/// ours; an unset `PATH` is execvp's default). Runs after the user switch, so what the
+/// task's user cannot execute is passed over.
+fn resolve(program: &str, path: Option<&str>) -> Result<String, String> {
+    use nix::unistd::{AccessFlags, access};
+    if program.contains('/') {
+        return Ok(program.to_owned());
+    }
+    for dir in path.unwrap_or("/bin:/usr/bin").split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = format!("{dir}/{program}");
+        let is_file = std::fs::metadata(&candidate).is_ok_and(|m| m.is_file());
+        if is_file && access(candidate.as_str(), AccessFlags::X_OK).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    Err("not found in the task's PATH".to_owned())
 }
 
 #[cfg(test)]

@@ -80,6 +80,8 @@ pub struct Target {
     pub name: &'static str,
     /// For the daemon's own log.
     pub task_id: String,
+    /// Who the files it makes belong to (the task's user), when not the daemon.
+    pub owner: Option<(rustix::fs::Uid, rustix::fs::Gid)>,
 }
 
 /// Copies `pipe` into `target` with rotation until the pipe closes and everything read
@@ -167,7 +169,7 @@ impl Log {
     /// The open file, opened (beneath the task's directory) if need be.
     fn file(&mut self) -> io::Result<&mut File> {
         if self.file.is_none() {
-            let file = crate::sandbox::open_log(&self.target.dir, self.target.name)?;
+            let file = crate::sandbox::open_log(&self.target.dir, self.target.name, self.target.owner)?;
             self.size = file.metadata()?.len();
             self.file = Some(file);
         }
@@ -286,7 +288,7 @@ mod tests {
     fn target(dir: &std::path::Path, name: &'static str) -> Target {
         let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY;
         let dir = rustix::fs::open(dir, flags, rustix::fs::Mode::empty()).unwrap();
-        Target { dir: Arc::new(dir), name, task_id: "t".to_owned() }
+        Target { dir: Arc::new(dir), name, task_id: "t".to_owned(), owner: None }
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct TaskSandbox {
     /// The directory, opened when the daemon created it: what the daemon writes there
     /// later (logs, rotations) is opened beneath it.
     pub dir: Arc<OwnedFd>,
+    /// Who owns the directory (when not the daemon's own user), and so the task's logs.
+    pub owner: Option<(Uid, Gid)>,
 }
 
 /// Who should own a task's directory: `Some` when the daemon is root and the task runs
@@ -96,7 +98,7 @@ impl TaskSandbox {
             }
             Err(e) => return Err(context(e.into(), "the task's link", &sandbox.join("tasks").join(&name))),
         };
-        Ok(TaskSandbox { link: sandbox.join("tasks").join(link), path, dir: Arc::new(dir) })
+        Ok(TaskSandbox { link: sandbox.join("tasks").join(link), path, dir: Arc::new(dir), owner })
     }
 }
 
@@ -138,11 +140,13 @@ fn open_dir(parent: &OwnedFd, name: &str) -> rustix::io::Result<OwnedFd> {
 /// Opens `name` beneath `dir` for appending, as a regular file of its own: an existing
 /// regular file with one link is kept; anything else there (a symlink, a FIFO, a hard
 /// link to a file elsewhere, a directory) is removed and a new file made in its place.
-/// Never follows a symlink, never blocks on a FIFO.
+/// Never follows a symlink, never blocks on a FIFO. A file it makes belongs to `owner`
+/// (the task's user, as upstream's sandbox files do: its disk quota, not root's
+/// reserved blocks).
 ///
 /// # Errors
 /// The file cannot be opened or made (the task keeps replacing it, the disk is full).
-pub fn open_log(dir: &OwnedFd, name: &str) -> io::Result<File> {
+pub fn open_log(dir: &OwnedFd, name: &str, owner: Option<(Uid, Gid)>) -> io::Result<File> {
     let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     // Missing; or a symlink (ELOOP), a FIFO without a reader (ENXIO), ...: replaced below.
     if let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
@@ -161,7 +165,12 @@ pub fn open_log(dir: &OwnedFd, name: &str) -> io::Result<File> {
             Err(_) => {}
         }
         match rustix::fs::openat(dir, name, flags | OFlags::CREATE | OFlags::EXCL, Mode::from_raw_mode(0o644)) {
-            Ok(fd) => return blocking(fd),
+            Ok(fd) => {
+                if let Some((uid, gid)) = owner {
+                    rustix::fs::fchown(&fd, Some(uid), Some(gid))?;
+                }
+                return blocking(fd);
+            }
             // Someone made it again between the two calls: once more.
             Err(e) => last = e,
         }
@@ -220,13 +229,13 @@ mod tests {
         std::fs::hard_link(&victim, task.path.join("stderr")).unwrap();
         assert!(std::process::Command::new("mkfifo").arg(task.path.join("fifo")).status().unwrap().success());
         for name in ["stdout", "stderr", "fifo"] {
-            let mut file = open_log(&task.dir, name).unwrap();
+            let mut file = open_log(&task.dir, name, None).unwrap();
             file.write_all(b"log\n").unwrap();
             assert_eq!(std::fs::read(task.path.join(name)).unwrap(), b"log\n", "{name}");
         }
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
         // A log of its own is kept and appended to.
-        open_log(&task.dir, "stdout").unwrap().write_all(b"more\n").unwrap();
+        open_log(&task.dir, "stdout", None).unwrap().write_all(b"more\n").unwrap();
         assert_eq!(std::fs::read(task.path.join("stdout")).unwrap(), b"log\nmore\n");
     }
 }

@@ -95,6 +95,8 @@ struct TaskRecord {
     /// The task's environment, for COMMAND probes: kept only for a task with probes (a
     /// thousand tasks' environments are megabytes).
     env: Option<Arc<BTreeMap<String, String>>>,
+    /// The task's user, whom its COMMAND probes run as (None: the executor's own).
+    user: Option<Arc<str>>,
     /// Its probes that are running.
     probes: Vec<AbortHandle>,
 }

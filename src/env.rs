@@ -493,11 +493,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
 pub fn format_duration(duration: Duration) -> String {
     let nanos = duration.as_nanos();
     let mut index = UNITS.iter().rposition(|(_, f)| nanos >= *f).unwrap_or(0);
-    if index > 0 && nanos % UNITS[index].1 != 0 && nanos % UNITS[index - 1].1 == 0 {
+    if index > 0 && !nanos.is_multiple_of(UNITS[index].1) && nanos.is_multiple_of(UNITS[index - 1].1) {
         index -= 1;
     }
     let (name, factor) = UNITS[index];
-    if nanos % factor == 0 {
+    if nanos.is_multiple_of(factor) {
         format!("{}{name}", nanos / factor)
     } else {
         format!("{}{name}", nanos as f64 / factor as f64)

@@ -87,13 +87,32 @@ pub struct Report {
     pub peak_kib: u64,
 }
 
-/// `value` with any password replaced, for messages.
+/// `value` with its whole user information (a user name is often a token, as in
+/// `https://TOKEN@host/`) replaced by `***`, for messages, logs and the state file. Done
+/// on the text, not through a URL parser, so a URI that does not parse (a port past
+/// 65535) is redacted too: everything between `://` and the last `@` of the authority.
 pub fn redact(value: &str) -> String {
-    match reqwest::Url::parse(value) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        _ => value.to_owned(),
+    let Some(scheme) = value.find("://") else { return value.to_owned() };
+    let start = scheme + 3;
+    let rest = &value[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{}***@{}", &value[..start], &rest[at + 1..]),
+        None => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_information_is_hidden_whole_even_when_the_uri_does_not_parse() {
+        assert_eq!(redact("http://u:p@h/x"), "http://***@h/x");
+        assert_eq!(redact("https://TOKEN@h:1/x?a@b"), "https://***@h:1/x?a@b");
+        assert_eq!(redact("http://u:p@h:99999/x"), "http://***@h:99999/x");
+        assert_eq!(redact("http://a@b@h"), "http://***@h");
+        assert_eq!(redact("http://h/x@y"), "http://h/x@y");
+        assert_eq!(redact("/etc/hostname"), "/etc/hostname");
     }
 }

@@ -1,5 +1,5 @@
-//! Running a task's probes, as the book asks: each run is a job that answers the book
-//! with the result. When they run, and what a result means, is the book's
+//! Running a task's probes, as the book asks: each run is a job, as the task's user,
+//! that answers the book with the result. When they run, and what a result means, is the book's
 //! (`book/checks.rs`).
 
 use std::sync::Arc;
@@ -15,11 +15,13 @@ impl Supervisor {
         let cwd = self.cwd(task_id);
         let Some(record) = self.tasks.get_mut(task_id) else { return };
         let Some(env) = record.env.as_ref().map(Arc::clone) else { return };
-        let id = task_id.to_owned();
+        // COMMAND probes run as the task's user.
+        let (user, id) = (record.user.clone(), task_id.to_owned());
         let job = self.jobs.spawn(async move {
+            let user = user.as_deref();
             Some(match probe {
-                Probe::Health(hc) => Input::Health { result: health::probe(&hc, &env, &cwd).await, task_id: id },
-                Probe::Check(ck) => Input::Check { status: check::run(&ck, &env, &cwd).await, task_id: id },
+                Probe::Health(hc) => Input::Health { result: health::probe(&hc, &env, &cwd, user).await, task_id: id },
+                Probe::Check(ck) => Input::Check { status: check::run(&ck, &env, &cwd, user).await, task_id: id },
             })
         });
         record.probes.retain(|p| !p.is_finished());

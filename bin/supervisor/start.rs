@@ -126,13 +126,19 @@ impl Supervisor {
                 .ok_or_else(|| "the task has no prepared process".to_owned())
                 .and_then(|spec| {
                     let program = spec.program.clone();
+                    let user = spec.user.clone();
                     process::preflight(&spec)
                         .and_then(|()| self.through_helper(spec))
-                        .and_then(|spec| Ok((spec, self.output(task_id)?)))
+                        .and_then(|spec| Ok((spec, self.output(task_id)?, user)))
                         .map_err(|e| format!("cannot start {program:?}: {e}"))
                 });
             match ready {
-                Ok((spec, output)) => prepared.push((task_id.clone(), spec, output)),
+                Ok((spec, output, user)) => {
+                    if let Some(record) = self.tasks.get_mut(task_id) {
+                        record.user = user.map(Arc::from);
+                    }
+                    prepared.push((task_id.clone(), spec, output));
+                }
                 Err(error) => return vec![Input::NotStarted { task_ids: ids.clone(), member: task_id.clone(), error }],
             }
         }
@@ -187,10 +193,16 @@ impl Supervisor {
             bounding: flags.bounding.clone(),
         };
         let json = serde_json::to_string(&helper).map_err(std::io::Error::other)?;
+        // The helper runs as root until its switch: never with the task's environment
+        // (the loader would honour its LD_* variables as root); see exec_helper.rs.
+        let marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
+        let task_env = serde_json::to_string(&spec.env).map_err(std::io::Error::other)?;
+        let env =
+            [(launch::TASK_MARKER.to_owned(), marker), (crate::exec_helper::TASK_ENVIRONMENT.to_owned(), task_env)];
         Ok(LaunchSpec {
             program: self.config.helper.display().to_string(),
             argv: vec!["mesos-executor".to_owned(), format!("{}{json}", crate::exec_helper::FLAG)],
-            env: spec.env,
+            env: env.into_iter().collect(),
             user: None,
         })
     }
@@ -222,8 +234,9 @@ impl Supervisor {
             return Ok((Stdio::piped(), Stdio::piped()));
         }
         let sandbox = self.tasks.get(id).and_then(|r| r.sandbox.as_ref());
-        let dir = &sandbox.ok_or_else(|| std::io::Error::other("the task has no sandbox"))?.dir;
-        Ok((crate::sandbox::open_log(dir, "stdout")?.into(), crate::sandbox::open_log(dir, "stderr")?.into()))
+        let sandbox = sandbox.ok_or_else(|| std::io::Error::other("the task has no sandbox"))?;
+        let open = |name| crate::sandbox::open_log(&sandbox.dir, name, sandbox.owner);
+        Ok((open("stdout")?.into(), open("stderr")?.into()))
     }
 
     /// Where the task and its probes run: `--working_directory` if given, else its own
@@ -252,15 +265,15 @@ impl Supervisor {
         }
         info!(task_id, pid, "task started");
         let mut pumps = JoinSet::new();
-        let sandbox_dir = self.tasks.get(&task_id).and_then(|r| r.sandbox.as_ref()).map(|s| Arc::clone(&s.dir));
-        if let (Some(rotation), Some(dir)) = (self.config.log_rotation, sandbox_dir) {
+        let sandbox = self.tasks.get(&task_id).and_then(|r| r.sandbox.as_ref()).map(|s| (Arc::clone(&s.dir), s.owner));
+        if let (Some(rotation), Some((dir, owner))) = (self.config.log_rotation, sandbox) {
             let pipes = [
                 (child.stdout.take().map(|p| Box::new(p) as Pipe), "stdout"),
                 (child.stderr.take().map(|p| Box::new(p) as Pipe), "stderr"),
             ];
             for (pipe, name) in pipes {
                 let Some(pipe) = pipe else { continue };
-                let target = crate::logrotate::Target { dir: Arc::clone(&dir), name, task_id: task_id.clone() };
+                let target = crate::logrotate::Target { dir: Arc::clone(&dir), name, task_id: task_id.clone(), owner };
                 pumps.spawn(crate::logrotate::pump(pipe, target, rotation));
             }
         }
@@ -268,7 +281,12 @@ impl Supervisor {
         let record = self.tasks.entry(task_id.clone()).or_default();
         record.pid = pid;
         record.marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
-        record.env = Some(Arc::new(spec.env));
+        // Through the exec helper, the task's own environment is the helper's payload.
+        let env = match spec.env.get(crate::exec_helper::TASK_ENVIRONMENT) {
+            Some(json) => serde_json::from_str(json).unwrap_or_default(),
+            None => spec.env,
+        };
+        record.env = Some(Arc::new(env));
         // The waiter must outlive kills and report the exit, once the task's logs are on
         // disk (or their deadline passed), so that the terminal update never goes out,
         // and the executor never ends, ahead of the task's last words.

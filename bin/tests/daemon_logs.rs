@@ -124,7 +124,7 @@ async fn a_48_mb_line_does_not_delay_another_tasks_launch() {
     // Let the line grow well past its first megabytes.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut gaps = Vec::new();
-    for i in 0..3 {
+    for i in 0..5 {
         let id = format!("quick-{i}");
         d.agent.agent.launch(data_task(&id, "true"));
         d.update(&id, TaskState::TaskStarting).await;
@@ -133,8 +133,13 @@ async fn a_48_mb_line_does_not_delay_another_tasks_launch() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("LAUNCH to TASK_STARTING while a 48 MB line is written: {gaps:?}");
-    let worst = gaps.iter().max().copied().unwrap_or_default();
-    assert!(worst <= Duration::from_millis(50), "LAUNCH to TASK_STARTING took {gaps:?}");
+    // The median, so that one scheduling hiccup on a loaded 2-core machine (seen: 60 ms
+    // once among 4-9 ms) does not fail it; the stall it guards against delayed every
+    // launch by 250 ms to 2.35 s.
+    let mut sorted = gaps.clone();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    assert!(median <= Duration::from_millis(50), "LAUNCH to TASK_STARTING took {gaps:?}");
     d.agent.agent.kill("long-line", None);
     d.update("long-line", TaskState::TaskKilled).await;
     assert!(processes_matching(&marker).is_empty());

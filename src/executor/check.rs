@@ -29,8 +29,9 @@ pub fn empty(check: &CheckInfo) -> Option<CheckStatusInfo> {
     Some(status)
 }
 
-/// Runs the check once. A probe that cannot run, or times out, yields the empty status
-/// of its type, as upstream's checker does.
+/// Runs the check once; a COMMAND check runs as `user` (the task's; `None`: the
+/// executor's), as upstream's. A probe that cannot run, or times out, yields the empty
+/// status of its type, as upstream's checker does.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -41,11 +42,16 @@ pub fn empty(check: &CheckInfo) -> Option<CheckStatusInfo> {
 ///     command: Some(check_info::Command { command: CommandInfo { value: Some("exit 7".into()), ..Default::default() } }),
 ///     ..Default::default()
 /// };
-/// let status = run(&check, &Default::default(), std::path::Path::new("/")).await.unwrap();
+/// let status = run(&check, &Default::default(), std::path::Path::new("/"), None).await.unwrap();
 /// assert_eq!(status.command.and_then(|c| c.exit_code), Some(7));
 /// # }
 /// ```
-pub async fn run(check: &CheckInfo, env: &BTreeMap<String, String>, cwd: &Path) -> Option<CheckStatusInfo> {
+pub async fn run(
+    check: &CheckInfo,
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+    user: Option<&str>,
+) -> Option<CheckStatusInfo> {
     let mut status = empty(check)?;
     // A timeout leaves the status empty, like a probe that could not run; zero is none.
     let timeout = timeout(check.timeout_seconds()).unwrap_or(Duration::MAX);
@@ -53,7 +59,7 @@ pub async fn run(check: &CheckInfo, env: &BTreeMap<String, String>, cwd: &Path) 
         match check.r#type() {
             check_info::Type::Command => {
                 let command = &check.command.as_ref()?.command;
-                match probe::command(command, env, cwd).await.ok()? {
+                match probe::command(command, env, cwd, user).await.ok()? {
                     Exit::Code(code) => status.command = Some(check_status_info::Command { exit_code: Some(code) }),
                     Exit::Signal(..) => {}
                 }
@@ -97,12 +103,12 @@ mod tests {
         let env = BTreeMap::new();
         let cwd = std::env::temp_dir();
         let exit = |s: Option<CheckStatusInfo>| s.and_then(|s| s.command).and_then(|c| c.exit_code);
-        assert_eq!(exit(run(&command_check("exit 3"), &env, &cwd).await), Some(3));
-        assert_eq!(exit(run(&command_check("true"), &env, &cwd).await), Some(0));
+        assert_eq!(exit(run(&command_check("exit 3"), &env, &cwd, None).await), Some(3));
+        assert_eq!(exit(run(&command_check("true"), &env, &cwd, None).await), Some(0));
         let mut unbounded = command_check("sleep 0.2; exit 5");
         unbounded.timeout_seconds = Some(0.0);
-        assert_eq!(exit(run(&unbounded, &env, &cwd).await), Some(5), "zero is no timeout");
-        let timed_out = run(&command_check("sleep 5"), &env, &cwd).await.unwrap();
+        assert_eq!(exit(run(&unbounded, &env, &cwd, None).await), Some(5), "zero is no timeout");
+        let timed_out = run(&command_check("sleep 5"), &env, &cwd, None).await.unwrap();
         assert_eq!(timed_out, empty(&command_check("x")).unwrap(), "a timeout is an empty result of the type");
         let tcp = CheckInfo {
             r#type: Some(check_info::Type::Tcp as i32),
@@ -110,7 +116,7 @@ mod tests {
             timeout_seconds: Some(1.0),
             ..Default::default()
         };
-        assert_eq!(run(&tcp, &env, &cwd).await.unwrap().tcp.unwrap().succeeded, Some(false));
+        assert_eq!(run(&tcp, &env, &cwd, None).await.unwrap().tcp.unwrap().succeeded, Some(false));
         assert_eq!(empty(&CheckInfo::default()), None, "no type, no check");
     }
 }

@@ -91,7 +91,8 @@ pub fn seconds(value: f64) -> Duration {
     Duration::try_from_secs_f64(value).unwrap_or(Duration::ZERO)
 }
 
-/// Runs one health check; `env` is the task's environment for COMMAND checks. Healthy
+/// Runs one health check; `env` is the task's environment and `user` its user (`None`:
+/// the executor's) for COMMAND checks, which run as that user, as upstream's. Healthy
 /// is: exit code 0, an HTTP status in [200, 400) (upstream), a TCP connection.
 ///
 /// ```
@@ -103,7 +104,7 @@ pub fn seconds(value: f64) -> Duration {
 ///     command: Some(CommandInfo { value: Some("exit 1".into()), ..Default::default() }),
 ///     ..Default::default()
 /// };
-/// let result = probe(&check, &Default::default(), std::path::Path::new("/")).await;
+/// let result = probe(&check, &Default::default(), std::path::Path::new("/"), None).await;
 /// assert!(result.unwrap_err().contains("status 1"));
 /// # }
 /// ```
@@ -111,13 +112,14 @@ pub async fn probe(
     check: &HealthCheck,
     env: &std::collections::BTreeMap<String, String>,
     cwd: &std::path::Path,
+    user: Option<&str>,
 ) -> Result<(), String> {
     let timeout = timeout(check.timeout_seconds());
     let run = async {
         match check.r#type() {
             health_check::Type::Command => {
                 let info = check.command.as_ref().ok_or("COMMAND health check without a command")?;
-                match probe::command(info, env, cwd).await? {
+                match probe::command(info, env, cwd, user).await? {
                     Exit::Code(0) => Ok(()),
                     exit => Err(format!("{:?} {}", info.value(), exit.message())),
                 }
@@ -232,7 +234,7 @@ mod tests {
             timeout_seconds: Some(2.0),
             ..Default::default()
         };
-        assert_eq!(probe(&tcp, &env, &cwd).await, Ok(()));
+        assert_eq!(probe(&tcp, &env, &cwd, None).await, Ok(()));
         let http = |path: &str| HealthCheck {
             r#type: Some(health_check::Type::Http as i32),
             http: Some(health_check::HttpCheckInfo {
@@ -243,27 +245,27 @@ mod tests {
             timeout_seconds: Some(2.0),
             ..Default::default()
         };
-        assert_eq!(probe(&http("/ok"), &env, &cwd).await, Ok(()));
-        assert!(probe(&http("/bad"), &env, &cwd).await.unwrap_err().contains("503"));
+        assert_eq!(probe(&http("/ok"), &env, &cwd, None).await, Ok(()));
+        assert!(probe(&http("/bad"), &env, &cwd, None).await.unwrap_err().contains("503"));
         let closed = HealthCheck {
             r#type: Some(health_check::Type::Tcp as i32),
             tcp: Some(health_check::TcpCheckInfo { port: 1, ..Default::default() }),
             timeout_seconds: Some(2.0),
             ..Default::default()
         };
-        assert!(probe(&closed, &env, &cwd).await.is_err());
+        assert!(probe(&closed, &env, &cwd, None).await.is_err());
         let command = |value: &str| HealthCheck {
             r#type: Some(health_check::Type::Command as i32),
             command: Some(crate::proto::v1::CommandInfo { value: Some(value.into()), ..Default::default() }),
             timeout_seconds: Some(0.5),
             ..Default::default()
         };
-        assert_eq!(probe(&command("true"), &env, &cwd).await, Ok(()));
-        assert!(probe(&command("exit 4"), &env, &cwd).await.unwrap_err().contains("status 4"));
-        assert!(probe(&command("sleep 5"), &env, &cwd).await.unwrap_err().contains("timed out"));
+        assert_eq!(probe(&command("true"), &env, &cwd, None).await, Ok(()));
+        assert!(probe(&command("exit 4"), &env, &cwd, None).await.unwrap_err().contains("status 4"));
+        assert!(probe(&command("sleep 5"), &env, &cwd, None).await.unwrap_err().contains("timed out"));
         // Zero means no timeout (it used to time out at once and kill healthy tasks).
         let mut unbounded = command("sleep 0.2");
         unbounded.timeout_seconds = Some(0.0);
-        assert_eq!(probe(&unbounded, &env, &cwd).await, Ok(()));
+        assert_eq!(probe(&unbounded, &env, &cwd, None).await, Ok(()));
     }
 }

@@ -10,9 +10,10 @@ use super::process::{Exit, forget_child, own_child};
 
 mod insecure_tls;
 
-/// Runs `info` in `cwd` with the task's environment and the command's own variables over
-/// it (upstream's checker gives a check command its `CommandInfo.environment` on top of
-/// the task's), and returns how it ended.
+/// Runs `info` in `cwd` as `user` (the task's: upstream runs a task's check commands as
+/// the task's user; `None` runs it as the executor's own) with the task's environment and
+/// the command's own variables over it (upstream's checker gives a check command its
+/// `CommandInfo.environment` on top of the task's), and returns how it ended.
 ///
 /// The command runs in a process group of its own. Cancel safety: dropping the future
 /// before the command ends (a check's timeout) SIGKILLs that whole group, as upstream's
@@ -22,29 +23,36 @@ mod insecure_tls;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use mesos_executor::{executor::{probe, process::Exit}, proto::v1::CommandInfo};
 /// let info = CommandInfo { value: Some("exit 2".into()), ..Default::default() };
-/// assert_eq!(probe::command(&info, &Default::default(), std::path::Path::new("/")).await, Ok(Exit::Code(2)));
+/// let exit = probe::command(&info, &Default::default(), std::path::Path::new("/"), None).await;
+/// assert_eq!(exit, Ok(Exit::Code(2)));
 /// # }
 /// ```
 ///
 /// # Errors
-/// The command cannot be started or waited for.
-pub async fn command(info: &CommandInfo, env: &BTreeMap<String, String>, cwd: &Path) -> Result<Exit, String> {
+/// The command cannot be started (no such user, or the executor cannot switch to it)
+/// or waited for.
+pub async fn command(
+    info: &CommandInfo,
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+    user: Option<&str>,
+) -> Result<Exit, String> {
     let value = info.value.clone().unwrap_or_default();
-    let mut cmd = if info.shell() {
-        let mut c = tokio::process::Command::new("/bin/sh");
-        c.arg("-c").arg(&value);
-        c
+    let (program, argv) = if info.shell() {
+        ("/bin/sh".to_owned(), vec!["sh".to_owned(), "-c".to_owned(), value.clone()])
     } else {
-        let mut c = tokio::process::Command::new(&value);
-        c.args(info.arguments.iter().skip(1));
-        c
+        let argv = if info.arguments.is_empty() { vec![value.clone()] } else { info.arguments.clone() };
+        (value.clone(), argv)
     };
     let mut env = env.clone();
     if let Some(own) = &info.environment {
         super::launch::apply_environment(&mut env, own);
     }
-    cmd.env_clear().envs(&env).current_dir(cwd).stdin(std::process::Stdio::null()).process_group(0);
-    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+    let spec = super::launch::LaunchSpec { program, argv, env, user: user.map(str::to_owned) };
+    let mut cmd = super::process::command_for(&spec, cwd, &Default::default())
+        .map_err(|e| format!("cannot run {value:?}: {e}"))?;
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| format!("cannot run {value:?}: {e}"))?;
     let pid = child.id();
     // Declared after `child`, so dropped before it: the group is killed while its leader

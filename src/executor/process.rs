@@ -82,16 +82,25 @@ pub fn spawn_with(
     stderr: impl Into<Stdio>,
     options: &StartOptions,
 ) -> io::Result<tokio::process::Child> {
+    let mut command = command_for(spec, cwd, options)?;
+    command.stdin(stdin).stdout(stdout).stderr(stderr);
+    command.spawn()
+}
+
+/// The command [`spawn_with`] spawns, before its standard streams are set: its program,
+/// argv, environment alone, directory, process group or session, and user.
+pub(crate) fn command_for(
+    spec: &LaunchSpec,
+    cwd: &Path,
+    options: &StartOptions,
+) -> io::Result<tokio::process::Command> {
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .arg0(spec.argv.first().map_or(spec.program.as_str(), String::as_str))
         .args(spec.argv.iter().skip(1))
         .env_clear()
         .envs(&spec.env)
-        .current_dir(cwd)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr);
+        .current_dir(cwd);
     if !options.controlling_tty {
         // With a terminal the child starts a session instead, which a group leader
         // cannot: the session's process group is the child's pid all the same.
@@ -101,7 +110,7 @@ pub fn spawn_with(
     if identity.is_some() || options.controlling_tty {
         super::pre_exec::install(&mut command, identity, options.controlling_tty);
     }
-    command.spawn()
+    Ok(command)
 }
 
 /// What a process switching to `user` becomes: its ids, and its groups from the group

@@ -26,6 +26,9 @@ pub fn quick_config() -> AgentConfig {
 }
 
 pub fn client() -> reqwest::Client {
+    // In a workspace build reqwest carries the daemon's `rustls-no-provider` feature, and
+    // building a client then needs a process-wide crypto provider (ours is ring).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client")
 }
 

@@ -83,7 +83,7 @@ async fn a_command_gets_its_own_environment_over_the_tasks() {
     };
     let task: BTreeMap<String, String> =
         [("SHARED", "task"), ("TASKS", "task")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
-    assert_eq!(command(&info, &task, Path::new("/")).await, Ok(Exit::Code(0)));
+    assert_eq!(command(&info, &task, Path::new("/"), None).await, Ok(Exit::Code(0)));
 }
 
 #[tokio::test]
@@ -92,7 +92,8 @@ async fn a_command_that_times_out_loses_its_whole_group() {
     let pidfile = dir.path().join("pid");
     let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
     let info = CommandInfo { value: Some(script), ..Default::default() };
-    let ran = tokio::time::timeout(Duration::from_millis(500), command(&info, &BTreeMap::new(), dir.path())).await;
+    let ran =
+        tokio::time::timeout(Duration::from_millis(500), command(&info, &BTreeMap::new(), dir.path(), None)).await;
     assert!(ran.is_err(), "the command should still be running");
     let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     let mut gone = false;

@@ -89,6 +89,15 @@ pub use checks::Probe;
 /// How many members of one start unit (a task group) fetch their URIs at once.
 pub const FETCHES_PER_UNIT: usize = 4;
 
+/// Farther than any deadline means anything (as tokio's own far future).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `now` plus `duration`, which may come from the wire (a health check's delay of 1e300
+/// seconds): never past [`FAR_FUTURE`], so it cannot overflow the clock.
+fn after(now: Instant, duration: Duration) -> Instant {
+    now + duration.min(FAR_FUTURE)
+}
+
 /// How the daemon was deployed (see the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -12,7 +12,7 @@ use mesos_executor::{
 };
 use tokio::time::Instant;
 
-use super::{Effect, KillReason, Mode, Stage, TaskBook};
+use super::{Effect, KillReason, Mode, Stage, TaskBook, after};
 
 /// The shortest interval between two runs of a probe.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
@@ -137,7 +137,7 @@ impl TaskBook {
         let counts = matches!(*schedule, Schedule::Running | Schedule::Due(_)) && !paused;
         *schedule = match *schedule {
             Schedule::Stale => Schedule::Due(now),
-            Schedule::Running | Schedule::Due(_) => Schedule::Due(now + interval(seconds)),
+            Schedule::Running | Schedule::Due(_) => Schedule::Due(after(now, interval(seconds))),
             Schedule::Off => Schedule::Off,
         };
         counts && task.stage == Stage::Running && task.killing.is_none()

@@ -9,7 +9,7 @@ use mesos_executor::{
 };
 use tokio::time::Instant;
 
-use super::{Effect, KillReason, Killing, Report, Signal, Stage, TaskBook};
+use super::{Effect, KillReason, Killing, Report, Signal, Stage, TaskBook, after};
 
 impl TaskBook {
     pub(super) fn kill_requested(
@@ -54,7 +54,7 @@ impl TaskBook {
             return;
         }
         if let Some(killing) = &mut task.killing {
-            let deadline = killing.since + grace;
+            let deadline = after(killing.since, grace);
             if deadline < killing.deadline {
                 killing.deadline = deadline;
                 if deadline <= now && task.stage == Stage::Running && !killing.escalated {
@@ -66,7 +66,7 @@ impl TaskBook {
         }
         let stage = task.stage;
         let escalated = grace.is_zero() && stage == Stage::Running;
-        task.killing = Some(Killing { since: now, deadline: now + grace, reason, escalated });
+        task.killing = Some(Killing { since: now, deadline: after(now, grace), reason, escalated });
         out.push(Effect::Quiet { task_id: id.to_owned() });
         if killing_state && reason != KillReason::MaxCompletion {
             self.report(out, id, TaskState::TaskKilling, None, None);

@@ -14,7 +14,7 @@ use mesos_executor::{
 };
 use tokio::time::Instant;
 
-use super::{Effect, FETCHES_PER_UNIT, Prepared, Signal, Stage, Task, TaskBook, Unit, checks::Schedule};
+use super::{Effect, FETCHES_PER_UNIT, Prepared, Signal, Stage, Task, TaskBook, Unit, after, checks::Schedule};
 use crate::group::GroupFile;
 
 impl TaskBook {
@@ -251,8 +251,8 @@ impl TaskBook {
                     return;
                 }
                 task.tracker = task.health.as_ref().map(|h| Tracker::new(h, now));
-                task.complete_by = task.max_completion.map(|limit| now + limit);
-                let delay = |seconds: f64| now + mesos_executor::executor::health::seconds(seconds);
+                task.complete_by = task.max_completion.map(|limit| after(now, limit));
+                let delay = |seconds: f64| after(now, mesos_executor::executor::health::seconds(seconds));
                 task.health_due = Schedule::first(task.health.as_ref().map(|h| delay(h.delay_seconds())));
                 task.check_due = Schedule::first(task.check.as_ref().map(|c| delay(c.delay_seconds())));
                 self.report(out, id, TaskState::TaskRunning, None, None);

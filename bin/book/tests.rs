@@ -599,3 +599,30 @@ fn checks_pause_while_the_agent_is_away_and_run_at_once_when_it_is_back() {
     book.step(Input::Disconnected, t0);
     assert!(!book.paused);
 }
+
+#[test]
+fn hostile_delays_and_intervals_from_the_wire_do_not_overflow_the_clock() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    let mut t = task("far");
+    t.health_check =
+        Some(HealthCheck { delay_seconds: Some(1e300), interval_seconds: Some(f64::MAX), ..health_check(1) });
+    t.check = Some(CheckInfo {
+        r#type: Some(check_info::Type::Command as i32),
+        delay_seconds: Some(1e19),
+        interval_seconds: Some(1e19),
+        ..Default::default()
+    });
+    t.max_completion_time = Some(DurationInfo { nanoseconds: i64::MAX });
+    t.kill_policy = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: i64::MAX }) });
+    book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
+    assert_eq!(reports(&up(&mut book, "far", now)), [st("far", TaskState::TaskRunning)]);
+    // A delay past what a Duration holds reads as none (health::seconds); 1e19 s and
+    // 292 years are clamped to the far future.
+    assert_eq!(book.next_wakeup(), Some(now), "the health check at once");
+    book.step(Input::Health { task_id: "far".into(), result: Ok(()) }, now);
+    book.step(Input::Check { task_id: "far".into(), status: None }, now);
+    let policy = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: i64::MAX }) });
+    book.step(Input::Kill { task_id: "far".into(), policy }, now);
+    assert!(book.next_wakeup().is_some_and(|at| at > now));
+}

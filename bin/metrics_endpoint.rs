@@ -4,18 +4,26 @@
 //!
 //! Threat model: any local process can connect (the endpoint has no authentication; it
 //! serves nothing secret). A client that connects and never asks, asks slowly, or never
-//! reads holds a descriptor and a task; so at most [`MAX_CONNECTIONS`] are served at once
-//! (connections over the cap are closed at once, so they do not queue either), each must
-//! send its request head within [`REQUEST_READ_TIMEOUT`], is answered once (no
-//! keep-alive), and is closed after [`CONNECTION_DEADLINE`] whatever it does. An accept
-//! that fails (out of descriptors) pauses instead of spinning.
+//! reads holds a descriptor and a task; so at most [`MAX_CONNECTIONS`] are held at once,
+//! each must send its request head within [`REQUEST_READ_TIMEOUT`], is answered once (no
+//! keep-alive), and is closed after [`CONNECTION_DEADLINE`] whatever it does. At the cap,
+//! a new connection takes the place of the oldest one that has not asked yet (so idle
+//! connections cannot keep a scraper out, which asks as soon as it connects); when every
+//! held connection has asked, the new one is closed at once. An accept that fails (out
+//! of descriptors) pauses instead of spinning.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use http_body_util::Full;
 use hyper::{Response, StatusCode, body::Bytes, service::service_fn};
 use mesos_executor::metrics::Metrics;
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{net::TcpListener, sync::oneshot};
 use tracing::warn;
 
 /// Connections served at once; a scraper needs one.
@@ -30,9 +38,19 @@ pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
 /// Pause after a failed accept.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// A held connection, as the accept loop sees it.
+struct Held {
+    /// Still waiting for its request head: may give its place to a newcomer.
+    waiting: Arc<AtomicBool>,
+    /// Ends the connection's task when sent or dropped.
+    evict: oneshot::Sender<()>,
+    /// Gone once the connection's task has ended.
+    alive: Weak<()>,
+}
+
 /// Serves `listener` until the runtime ends.
 pub async fn serve(listener: TcpListener, metrics: Metrics) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut held: Vec<Held> = Vec::new();
     let mut refused_before = false;
     loop {
         let stream = match listener.accept().await {
@@ -44,18 +62,28 @@ pub async fn serve(listener: TcpListener, metrics: Metrics) {
                 continue;
             }
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            if !refused_before {
-                warn!(max = MAX_CONNECTIONS, "metrics endpoint at its connection cap; closing new connections");
-                refused_before = true;
+        held.retain(|h| h.alive.strong_count() > 0);
+        if held.len() >= MAX_CONNECTIONS {
+            // Oldest first: the one that has been silent longest gives its place.
+            match held.iter().position(|h| h.waiting.load(Ordering::Relaxed)) {
+                Some(oldest) => drop(held.remove(oldest).evict),
+                None => {
+                    if !refused_before {
+                        warn!(max = MAX_CONNECTIONS, "metrics endpoint at its connection cap; closing new connections");
+                        refused_before = true;
+                    }
+                    drop(stream);
+                    continue;
+                }
             }
-            drop(stream);
-            continue;
-        };
+        }
+        let (alive, waiting, (evict, evicted)) = (Arc::new(()), Arc::new(AtomicBool::new(true)), oneshot::channel());
+        held.push(Held { waiting: Arc::clone(&waiting), evict, alive: Arc::downgrade(&alive) });
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _alive = alive;
             let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                waiting.store(false, Ordering::Relaxed);
                 let response = answer(request.uri().path(), &metrics);
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
@@ -65,7 +93,10 @@ pub async fn serve(listener: TcpListener, metrics: Metrics) {
                 .keep_alive(false)
                 .max_buf_size(16 * 1024)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(CONNECTION_DEADLINE, connection).await;
+            tokio::select! {
+                _ = tokio::time::timeout(CONNECTION_DEADLINE, connection) => {}
+                _ = evicted => {}
+            }
         });
     }
 }

@@ -22,6 +22,10 @@ const MAX_LINKS: usize = 40;
 #[derive(Debug)]
 pub struct Root {
     fd: OwnedFd,
+    /// Every link made beneath it, checked again once the fetch is done
+    /// ([`Root::verify_links`]): a later entry may replace a link an earlier one
+    /// resolved through.
+    links: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 fn resolve() -> ResolveFlags {
@@ -50,7 +54,7 @@ impl Root {
     pub fn open(dir: &Path) -> Result<Self, String> {
         let fd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| format!("{}: {e}", dir.display()))?;
-        Ok(Root { fd })
+        Ok(Root { fd, links: Default::default() })
     }
 
     fn open_at(&self, path: &Path, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
@@ -130,7 +134,33 @@ impl Root {
         }
         let dir = self.dir(&parent)?;
         let _ = rustix::fs::unlinkat(&dir, name, AtFlags::empty());
-        rustix::fs::symlinkat(target, &dir, name).map_err(|e| format!("{}: {e}", path.display()))
+        rustix::fs::symlinkat(target, &dir, name).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.links.borrow_mut().push(path);
+        Ok(())
+    }
+
+    /// Checks every link made beneath the root again, against the file system as the
+    /// fetch left it: `b -> d`, `a -> b/..` (inside), then `b -> .` makes `a` lead out.
+    /// A link that now leads out is removed, and the fetch fails naming it.
+    ///
+    /// # Errors
+    /// The first link that leads out.
+    pub fn verify_links(&self) -> Result<(), String> {
+        let links = std::mem::take(&mut *self.links.borrow_mut());
+        let mut outside = None;
+        for path in links {
+            let Some(target) = self.read_link(&path) else { continue };
+            let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
+            if self.stays_inside(&parent, &target).is_err() {
+                if let (Ok(dir), Some(name)) = (self.dir(&parent), path.file_name()) {
+                    let _ = rustix::fs::unlinkat(&dir, name, AtFlags::empty());
+                }
+                outside.get_or_insert_with(|| {
+                    format!("{} links outside the directory once unpacked ({})", path.display(), target.display())
+                });
+            }
+        }
+        outside.map_or(Ok(()), Err)
     }
 
     /// Makes `path` a hard link to `existing` (both beneath the root).

@@ -86,6 +86,8 @@ fn fetch() -> Result<Report, String> {
             report.stored.push((i, name, size));
         }
     }
+    // Links are checked where they were made and, once everything is unpacked, again.
+    root.verify_links()?;
     report.peak_kib = peak_kib();
     Ok(report)
 }

@@ -115,6 +115,20 @@ fn write_file(root: &Root, path: &Path, mut data: impl Read, mode: u32, left: &m
     pending.commit(mode)
 }
 
+/// What every entry costs against the size cap besides its data, as a file system
+/// charges a block (an inode) for it: without it an archive of empty entries (a few
+/// bytes each, gzipped) made inodes for free until the fetch timeout. 4 GiB of cap
+/// allows a million entries.
+const ENTRY_COST: u64 = 4096;
+
+/// Charges one entry against `left`.
+fn charge_entry(name: &Path, left: &mut u64) -> Result<(), String> {
+    *left = left.checked_sub(ENTRY_COST).ok_or_else(|| {
+        format!("{}: the archive unpacks past the size cap (each entry counts {ENTRY_COST} bytes)", name.display())
+    })?;
+    Ok(())
+}
+
 fn entry_path(name: &Path) -> Result<PathBuf, String> {
     relative(name).map_err(|e| format!("entry {e}"))
 }
@@ -133,6 +147,7 @@ fn untar(reader: impl Read, root: &Root, left: &mut u64) -> Result<(), String> {
         if path.as_os_str().is_empty() {
             continue; // `./`, the sandbox itself
         }
+        charge_entry(&name, left)?;
         if kind.is_dir() {
             root.dir(&path)?;
             continue;
@@ -165,6 +180,7 @@ fn unzip(file: File, root: &Root, left: &mut u64) -> Result<(), String> {
         if path.as_os_str().is_empty() {
             continue;
         }
+        charge_entry(&name, left)?;
         if entry.is_dir() {
             root.dir(&path)?;
         } else if entry.is_symlink() {

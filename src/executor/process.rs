@@ -266,9 +266,11 @@ pub fn signal_text(signal: i32) -> String {
     text.to_owned()
 }
 
-/// Sends `signal` to a task: its process group, and every process carrying its marker
-/// (those that moved to another group or session). Returns how many processes were
-/// signalled by marker.
+/// Sends `signal` to a task once per process: its process group, and every process
+/// carrying its marker that is outside that group (those that moved to another group
+/// or session). A process in the group is not signalled again through its marker: a
+/// second SIGTERM makes many programs (Go services, shell traps) skip their graceful
+/// shutdown. Returns how many processes were signalled by marker.
 ///
 /// ```
 /// use mesos_executor::executor::process::signal_task;
@@ -281,11 +283,16 @@ pub fn signal_task(pgid: Option<u32>, marker: &str, signal: Signal) -> usize {
     if let Some(pgid) = pgid {
         let _ = killpg(Pid::from_raw(pgid as i32), signal);
     }
-    let marked = processes_with_env(|kv| kv == format!("{}={marker}", super::launch::TASK_MARKER).as_bytes());
-    for pid in &marked {
+    let wanted = format!("{}={marker}", super::launch::TASK_MARKER);
+    let group = pgid.map(|g| Pid::from_raw(g as i32));
+    let outside: Vec<u32> = processes_with_env(|kv| kv == wanted.as_bytes())
+        .into_iter()
+        .filter(|pid| group.is_none() || nix::unistd::getpgid(Some(Pid::from_raw(*pid as i32))).ok() != group)
+        .collect();
+    for pid in &outside {
         let _ = kill(Pid::from_raw(*pid as i32), signal);
     }
-    marked.len()
+    outside.len()
 }
 
 /// Pids (not this process) whose environment has an entry for which `matches` holds.

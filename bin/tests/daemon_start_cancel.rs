@@ -1,7 +1,7 @@
 //! A task's start can be called off: a KILL or SHUTDOWN while its URIs are being
 //! fetched (from a server that accepts and never answers) cancels the fetch, starts no
 //! process, and ends the task with TASK_KILLED at once; SHUTDOWN then ends the executor
-//! with exit 0 (issue 19).
+//! with exit 0, as does the drop-in executor once its one task is killed (issue 19).
 
 mod support;
 
@@ -103,5 +103,20 @@ async fn shutdown_while_fetching_ends_every_task_and_exits_zero() {
     for id in ["solo", "quick", "slow"] {
         assert!(!ran(&d, id), "{id}: a process started");
     }
+    assert!(processes_matching(&marker).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_in_mode_a_kill_while_fetching_ends_the_executor_with_exit_zero() {
+    let base = silent_server().await;
+    let d = command_executor(killing_capable()).await;
+    let marker = unique_seconds();
+    d.agent.agent.launch(fetching("only", &format!("{base}/never.bin"), &marker));
+    d.update("only", TaskState::TaskStarting).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.agent.agent.kill("only", None);
+    d.update("only", TaskState::TaskKilled).await;
+    assert_eq!(d.exit().await, "exited with status 0", "its one task is done: the drop-in executor ends");
+    assert!(!ran(&d, "only"));
     assert!(processes_matching(&marker).is_empty());
 }

@@ -1,8 +1,8 @@
 //! The timer executor (`timer.rs`) written for tokio, on the driver's event stream
 //! instead of the trait: each task waits the seconds in `TaskInfo.data`; a kill aborts
 //! the wait and reports TASK_KILLED; messages are echoed; shutdown kills and reports
-//! every task, then stops the driver. The same driver runs underneath, with the same
-//! guarantees. Run it under the fake agent with `examples/async_timer.yaml`.
+//! every task, then stops the driver; SIGTERM does the same. The same driver runs
+//! underneath, with the same guarantees. Run it under the fake agent with `examples/async_timer.yaml`.
 
 use std::{collections::HashMap, process::ExitCode, time::Duration};
 
@@ -28,6 +28,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(70);
         }
     };
+    // SIGTERM (an operator, an init system) ends the executor as SHUTDOWN would: every
+    // task killed and reported, then the driver stopped (ExecutorEvent::Shutdown with
+    // ShutdownReason::Requested).
+    let stopper = driver.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            stopper.request_shutdown();
+        }
+    });
     let mut tasks: HashMap<TaskId, JoinHandle<()>> = HashMap::new();
     // Reports TASK_KILLED for a task whose timer was still running.
     let kill = |id: &TaskId, timer: JoinHandle<()>| {

@@ -46,6 +46,12 @@ struct RunArgs {
     /// Keep the sandbox directory and print its path.
     #[arg(long)]
     keep_sandbox: bool,
+    /// A template for the `TaskInfo.data` of every task the scenario gives data to:
+    /// `{data}` (or `{seconds}`) and `{command}` are replaced by the task's, so an
+    /// executor with its own payload runs the generic scenarios unchanged, e.g.
+    /// `--task-data '{"cmd": "sleep {seconds}"}'`.
+    #[arg(long = "task-data")]
+    task_data: Option<String>,
     /// Port to listen on (default: a free one).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -128,7 +134,11 @@ async fn run(args: RunArgs) -> ExitCode {
 
     let name = if scenario.name.is_empty() { args.scenario.display().to_string() } else { scenario.name.clone() };
     eprintln!("fake-agent: scenario {name:?} on {} (sandbox {})", agent.url(), sandbox.display());
-    let result = Runner::new(agent.agent.clone()).run(&scenario).await;
+    let mut runner = Runner::new(agent.agent.clone());
+    if let Some(template) = &args.task_data {
+        runner = runner.task_data(template.clone());
+    }
+    let result = runner.run(&scenario).await;
     finish(&agent.agent, grace).await;
     let entries = agent.agent.transcript();
     if let Some(path) = &args.transcript

@@ -76,6 +76,8 @@ pub struct Runner {
     default_timeout: Duration,
     claimed_updates: HashSet<usize>,
     claimed_calls: HashSet<usize>,
+    /// See [`Runner::task_data`].
+    task_data: Option<String>,
 }
 
 impl Runner {
@@ -86,7 +88,35 @@ impl Runner {
             default_timeout: Duration::from_secs(10),
             claimed_updates: HashSet::new(),
             claimed_calls: HashSet::new(),
+            task_data: None,
         }
+    }
+
+    /// Launches every task whose scenario gives it `data` with `template` as its
+    /// `TaskInfo.data` instead, `{data}` (also `{seconds}`, as the generic scenarios'
+    /// data is a number of seconds) and `{command}` replaced by the task's: so an
+    /// executor with its own payload format, such as `{"cmd": "sleep {seconds}"}`, runs
+    /// the generic scenarios unchanged.
+    ///
+    /// ```
+    /// let agent = fake_agent::agent::Agent::new(Default::default());
+    /// let runner = fake_agent::runner::Runner::new(agent).task_data(r#"{"cmd": "sleep {seconds}"}"#);
+    /// # drop(runner);
+    /// ```
+    #[must_use]
+    pub fn task_data(mut self, template: impl Into<String>) -> Self {
+        self.task_data = Some(template.into());
+        self
+    }
+
+    fn task_info(&self, spec: &crate::scenario::TaskSpec, agent_id: &str) -> mesos_executor::proto::v1::TaskInfo {
+        let mut task = spec.to_task_info(agent_id);
+        if let (Some(template), Some(data)) = (&self.task_data, &spec.data) {
+            let command = spec.command.clone().unwrap_or_default();
+            let filled = template.replace("{data}", data).replace("{seconds}", data).replace("{command}", &command);
+            task.data = Some(filled.into_bytes().into());
+        }
+        task
     }
 
     /// Runs every step of `scenario`.
@@ -126,12 +156,12 @@ impl Runner {
                     .map_err(|e| e.to_string())
             }
             Step::Launch(spec) => agent
-                .launch(spec.to_task_info(&agent_id))
+                .launch(self.task_info(spec, &agent_id))
                 .then_some(())
                 .ok_or_else(|| format!("task id {} already used", spec.task_id)),
             Step::LaunchGroup { tasks } => {
                 let group = mesos_executor::proto::v1::TaskGroupInfo {
-                    tasks: tasks.iter().map(|t| t.to_task_info(&agent_id)).collect(),
+                    tasks: tasks.iter().map(|t| self.task_info(t, &agent_id)).collect(),
                 };
                 agent
                     .launch_group(group)
@@ -186,6 +216,7 @@ impl Runner {
                 }
                 Ok(())
             }
+            Step::SignalExecutor { signal } => agent.signal_executor(signal),
             Step::RestartAgent { down_ms, recovering_ms, resubscribe_within_ms } => {
                 let (subscriptions, gaps) = agent.inspect(|s| (s.subscriptions, s.resubscribe_gaps));
                 agent
@@ -302,16 +333,26 @@ impl Runner {
         let claimed = self.claimed_updates.clone();
         let after = self.after(filter.after_step)?;
         let found = |s: &State| find_update(s, filter, after, &claimed);
+        // Waiting for one terminal state of a task that reached another is over at once.
+        let other_end = |s: &State| other_terminal(s, filter, after);
         let result = self
             .agent
             .wait_for(
                 &format!("an update {}", describe_filter(filter)),
                 self.timeout(filter.timeout_ms),
-                |s| found(s).is_some(),
+                |s| found(s).is_some() || other_end(s).is_some(),
                 |s| format!("saw updates: {}", update_summary(s, filter.task_id.as_deref())),
             )
             .await;
         result.map_err(|e| e.to_string())?;
+        if self.agent.inspect(found).is_none()
+            && let Some(ended) = self.agent.inspect(other_end)
+        {
+            return Err(format!(
+                "the task ended otherwise: {ended}; saw updates: {}",
+                self.agent.inspect(|s| update_summary(s, filter.task_id.as_deref()))
+            ));
+        }
         if let Some(index) = self.agent.inspect(found) {
             self.claimed_updates.insert(index);
         }
@@ -324,6 +365,25 @@ fn updates(s: &State) -> impl Iterator<Item = (usize, &TaskStatus)> {
         Record::Call { call, status: 202, .. } => call.update.as_ref().map(|u| (i, &u.status)),
         Record::Replayed { status, .. } => Some((i, status.as_ref())),
         _ => None,
+    })
+}
+
+/// When `f` waits for a terminal state of one task: that task's update in another
+/// terminal state, described.
+fn other_terminal(s: &State, f: &UpdateFilter, after: usize) -> Option<String> {
+    let (id, wanted) = (f.task_id.as_ref()?, f.state.as_ref()?);
+    let terminal = |name: &str| {
+        matches!(
+            name,
+            "TASK_FINISHED" | "TASK_FAILED" | "TASK_KILLED" | "TASK_ERROR" | "TASK_LOST" | "TASK_DROPPED" | "TASK_GONE"
+        )
+    };
+    if !terminal(wanted) {
+        return None;
+    }
+    updates(s).filter(|(i, st)| *i >= after && &st.task_id.value == id).find_map(|(_, st)| {
+        let name = TaskState::try_from(st.state).map_or("?", |x| x.as_str_name());
+        (terminal(name) && name != wanted).then(|| describe_update(st))
     })
 }
 
@@ -479,6 +539,7 @@ pub fn describe(step: &Step) -> String {
             format!("expect_no_call {} for {within_ms} ms", r#type.as_deref().unwrap_or("any"))
         }
         Step::RestartAgent { down_ms, .. } => format!("restart_agent down {down_ms} ms"),
+        Step::SignalExecutor { signal } => format!("signal_executor {signal}"),
         Step::AckPolicy(p) => format!("ack_policy {p:?}"),
         Step::ReleaseAcks {} => "release_acks".to_owned(),
         Step::Fault(f) => format!("fault {f:?}"),

@@ -119,6 +119,8 @@ pub enum Step {
     Message { data: String },
     /// Shut the executor down.
     Shutdown {},
+    /// Send a signal to the executor process (`TERM`, `INT`, ...), as an operator would.
+    SignalExecutor { signal: String },
     /// Wait until the agent sees the task in `state`.
     WaitState { task_id: String, state: String, timeout_ms: Option<u64> },
     /// Expect an accepted UPDATE (or one replayed in SUBSCRIBE) matching the filter.

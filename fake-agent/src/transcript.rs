@@ -107,6 +107,8 @@ pub fn timeline(entries: &[Entry]) -> String {
                         let line = format!("{t}  {}", describe_status(&update.status, Some(outcome)));
                         push(&mut tasks, &update.status.task_id.value, line);
                     }
+                } else if let (Some(message), 200 | 202) = (&call.message, *status) {
+                    executor.push(format!("{t}  MESSAGE call: {}", shown(&message.data)));
                 } else if *status == 200 || *status == 202 {
                     executor.push(format!("{t}  {} call", call_type(call)));
                 } else {
@@ -124,6 +126,8 @@ pub fn timeline(entries: &[Entry]) -> String {
                     }
                 } else if let Some(kill) = &event.kill {
                     push(&mut tasks, &kill.task_id.value, format!("{t}  KILL sent{lost}"));
+                } else if let Some(message) = &event.message {
+                    executor.push(format!("{t}  MESSAGE event{lost}: {}", shown(&message.data)));
                 } else if event.acknowledged.is_none()
                     && event.r#type() != mesos_executor::proto::v1::executor::event::Type::Heartbeat
                 {
@@ -154,6 +158,22 @@ pub fn timeline(entries: &[Entry]) -> String {
     out
 }
 
+/// Message data for the timeline: as text when it is printable UTF-8 (quoted, at most
+/// 200 characters), else its size and first bytes in hex.
+fn shown(data: &[u8]) -> String {
+    match std::str::from_utf8(data) {
+        Ok(text) if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
+            let cut: String = text.chars().take(200).collect();
+            let more = if cut.len() < text.len() { "..." } else { "" };
+            format!("{cut:?}{more}")
+        }
+        _ => {
+            let head: String = data.iter().take(16).map(|b| format!("{b:02x}")).collect();
+            format!("{} bytes: {head}{}", data.len(), if data.len() > 16 { "..." } else { "" })
+        }
+    }
+}
+
 fn describe_status(status: &TaskStatus, outcome: Option<&str>) -> String {
     let state = TaskState::try_from(status.state)
         .map(|s| s.as_str_name().to_owned())
@@ -172,4 +192,13 @@ fn describe_status(status: &TaskStatus, outcome: Option<&str>) -> String {
         let _ = write!(line, " [{outcome}]");
     }
     line
+}
+
+#[cfg(test)]
+mod shown_tests {
+    #[test]
+    fn message_data_is_text_when_printable() {
+        assert_eq!(super::shown(b"hello"), "\"hello\"");
+        assert_eq!(super::shown(&[0, 1, 2]), "3 bytes: 000102");
+    }
 }

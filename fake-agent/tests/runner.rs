@@ -230,3 +230,35 @@ async fn cli_waits_for_an_executor_started_by_hand() {
     executor.abort();
     assert!(status.success(), "every expectation held: {status:?}");
 }
+
+#[tokio::test]
+async fn waiting_for_one_end_of_a_task_that_had_another_fails_at_once() {
+    let agent = start(quick_config()).await;
+    let executor = scripted_executor(&agent);
+    let scenario = parse(
+        "steps:
+  - expect_subscribe: {}
+  - launch: {task_id: t1, command: 'true'}
+  - expect_update: {task_id: t1, state: TASK_FAILED, timeout_ms: 20000}",
+    );
+    let started = std::time::Instant::now();
+    let failure = Runner::new(agent.agent.clone()).run(&scenario).await.unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "it waited {:?}", started.elapsed());
+    assert!(failure.reason.contains("ended otherwise: t1 TASK_FINISHED"), "{failure}");
+    executor.abort();
+}
+
+#[tokio::test]
+async fn a_task_data_template_carries_each_tasks_seconds_and_command() {
+    let agent = start(quick_config()).await;
+    let scenario = parse(
+        "steps:
+  - launch: {task_id: t1, command: 'sleep 7', data: '7'}
+  - launch: {task_id: t2, command: 'true'}",
+    );
+    let template = r#"{"cmd": "sleep {seconds}", "was": "{command}"}"#;
+    Runner::new(agent.agent.clone()).task_data(template).run(&scenario).await.unwrap();
+    let data = |id: &str| agent.agent.inspect(|s| s.task(id).and_then(|t| t.info.data.clone()));
+    assert_eq!(data("t1").as_deref(), Some(&br#"{"cmd": "sleep 7", "was": "sleep 7"}"#[..]));
+    assert_eq!(data("t2"), None, "a task the scenario gives no data keeps none");
+}

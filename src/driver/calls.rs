@@ -89,7 +89,14 @@ impl Pump {
     ) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let (refused_tx, refused) = mpsc::unbounded_channel();
-        let task = tokio::spawn(super::outbox::run(endpoint, rx, refused_tx, pending, metrics, call_timeout));
+        let task = tokio::spawn(tracing::Instrument::in_current_span(super::outbox::run(
+            endpoint,
+            rx,
+            refused_tx,
+            pending,
+            metrics,
+            call_timeout,
+        )));
         Pump { queue, refused, task }
     }
 

@@ -24,7 +24,7 @@ pub mod transport;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -192,6 +192,10 @@ pub struct DriverHandle {
     commands: mpsc::UnboundedSender<Command>,
     status: Arc<AtomicU8>,
     executor_id: Arc<str>,
+    /// The framework's `TASK_KILLING_STATE`, from SUBSCRIBED.
+    task_killing: Arc<AtomicBool>,
+    /// What the agent told the executor in its environment.
+    env: Arc<ExecutorEnv>,
 }
 
 impl DriverHandle {
@@ -271,6 +275,66 @@ impl DriverHandle {
         let status = self.status();
         let _ = self.commands.send(Command::Abort);
         status
+    }
+
+    /// What the agent told the executor in its environment: the sandbox, the ids, the
+    /// shutdown grace period (the agent kills the executor that long after SHUTDOWN, so
+    /// every task's kill must end within it), ... Available on either API (the trait's
+    /// callbacks and [`ExecutorDriver::events`] both hand out the handle).
+    ///
+    /// ```
+    /// use mesos_executor::{DriverConfig, ExecutorDriver, ExecutorEnv};
+    /// # use mesos_executor::{DriverHandle, Executor, ShutdownReason, proto::v1::{KillPolicy, TaskId, TaskInfo}};
+    /// # struct Nothing;
+    /// # impl Executor for Nothing {
+    /// #     fn launch_task(&mut self, _: &DriverHandle, _: TaskInfo) {}
+    /// #     fn kill_task(&mut self, _: &DriverHandle, _: TaskId, _: Option<KillPolicy>) {}
+    /// #     fn shutdown(&mut self, _: &DriverHandle, _: ShutdownReason) {}
+    /// # }
+    /// # let env = ExecutorEnv::from_lookup(&std::collections::HashMap::from([
+    /// #     ("MESOS_FRAMEWORK_ID", "f"), ("MESOS_EXECUTOR_ID", "e"), ("MESOS_SLAVE_PID", "slave(1)@127.0.0.1:5051"),
+    /// #     ("MESOS_DIRECTORY", "/tmp/sandbox"), ("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "3secs"),
+    /// # ]))?;
+    /// let handle = ExecutorDriver::new(Nothing, DriverConfig::new(env)).handle();
+    /// assert_eq!(handle.env().sandbox.as_deref(), Some(std::path::Path::new("/tmp/sandbox")));
+    /// // Each task's kill on SHUTDOWN must end within this, less a margin for the updates.
+    /// assert_eq!(handle.env().shutdown_grace_period, std::time::Duration::from_secs(3));
+    /// # Ok::<(), mesos_executor::env::EnvError>(())
+    /// ```
+    pub fn env(&self) -> &ExecutorEnv {
+        &self.env
+    }
+
+    /// Whether the framework accepts TASK_KILLING (it has the `TASK_KILLING_STATE`
+    /// capability in the `FrameworkInfo` of SUBSCRIBED): an executor that kills a task
+    /// sends TASK_KILLING first only then, as upstream's executors do. False until the
+    /// driver is subscribed.
+    ///
+    /// ```
+    /// use mesos_executor::{DriverConfig, ExecutorDriver, ExecutorEnv};
+    /// # use mesos_executor::{DriverHandle, Executor, ShutdownReason, proto::v1::{KillPolicy, TaskId, TaskInfo}};
+    /// # struct Nothing;
+    /// # impl Executor for Nothing {
+    /// #     fn launch_task(&mut self, _: &DriverHandle, _: TaskInfo) {}
+    /// #     fn kill_task(&mut self, _: &DriverHandle, _: TaskId, _: Option<KillPolicy>) {}
+    /// #     fn shutdown(&mut self, _: &DriverHandle, _: ShutdownReason) {}
+    /// # }
+    /// # let env = ExecutorEnv::from_lookup(&std::collections::HashMap::from([
+    /// #     ("MESOS_FRAMEWORK_ID", "f"), ("MESOS_EXECUTOR_ID", "e"), ("MESOS_SLAVE_PID", "slave(1)@127.0.0.1:5051"),
+    /// #     ("MESOS_DIRECTORY", "/tmp"),
+    /// # ]))?;
+    /// let driver = ExecutorDriver::new(Nothing, DriverConfig::new(env));
+    /// assert!(!driver.handle().task_killing_state(), "not subscribed yet");
+    /// # Ok::<(), mesos_executor::env::EnvError>(())
+    /// ```
+    pub fn task_killing_state(&self) -> bool {
+        self.task_killing.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_task_killing_state(&self, framework: &crate::proto::v1::FrameworkInfo) {
+        use crate::proto::v1::framework_info::capability::Type;
+        let has = framework.capabilities.iter().any(|c| c.r#type() == Type::TaskKillingState);
+        self.task_killing.store(has, Ordering::Release);
     }
 
     /// The driver's status.
@@ -361,6 +425,8 @@ impl<E: Executor> ExecutorDriver<E> {
             commands: tx,
             status: Arc::new(AtomicU8::new(DriverStatus::NotStarted as u8)),
             executor_id: Arc::from(config.env.executor_id.as_str()),
+            task_killing: Arc::new(AtomicBool::new(false)),
+            env: Arc::new(config.env.clone()),
         };
         let executor = build(handle.clone());
         ExecutorDriver { executor: Some(executor), config, handle, commands: Some(rx), thread: None }

@@ -131,25 +131,31 @@ impl<E: Executor> Session<E> {
         })
     }
 
-    pub async fn run(mut self) -> DriverOutcome {
+    /// Runs the session inside the driver's span: the future is instrumented (entered
+    /// only while it is polled), so other tasks polled on the same thread never log
+    /// inside it.
+    pub async fn run(self) -> DriverOutcome {
+        use tracing::Instrument;
         let span = tracing::info_span!(
             "executor_driver",
             framework_id = %self.config.env.framework_id,
             executor_id = %self.config.env.executor_id,
         );
-        let _entered = span.enter();
+        self.run_in_span().instrument(span).await
+    }
+
+    async fn run_in_span(mut self) -> DriverOutcome {
+        use tracing::Instrument;
         let (stop_writer, stopped) = tokio::sync::oneshot::channel::<()>();
         let writer = self.config.metrics_file.clone().map(|path| {
             info!(path = %path.display(), "writing metrics");
             let stopped = async move {
                 let _ = stopped.await;
             };
-            tokio::spawn(crate::metrics::run_writer(
-                self.config.metrics.clone(),
-                path,
-                self.config.metrics_interval,
-                stopped,
-            ))
+            tokio::spawn(
+                crate::metrics::run_writer(self.config.metrics.clone(), path, self.config.metrics_interval, stopped)
+                    .in_current_span(),
+            )
         });
         let outcome = self.drive().await;
         self.link = Link::Down;
@@ -443,6 +449,7 @@ impl<E: Executor> Session<E> {
             event::Type::Subscribed => {
                 let Some(subscribed) = event.subscribed else { return missing(kind, "subscribed") };
                 self.agent_id.clone_from(&subscribed.agent_info.id);
+                handle.set_task_killing_state(&subscribed.framework_info);
                 if self.registered {
                     info!(agent = %subscribed.agent_info.hostname, "resubscribed to the agent");
                     self.executor.reregistered(handle, &subscribed.agent_info);

@@ -82,7 +82,11 @@ pub enum ExecutorEvent {
         /// The update's uuid, as `send_status_update` returned it.
         uuid: Bytes,
     },
-    /// Time to go: kill every task, report it, then call [`DriverHandle::stop`].
+    /// Time to go: kill every task, report it, then call [`DriverHandle::stop`]. The
+    /// agent kills the executor [`shutdown_grace_period`](crate::ExecutorEnv::shutdown_grace_period)
+    /// (from [`DriverHandle::env`]) after SHUTDOWN: bound each task's kill (its SIGTERM
+    /// to SIGKILL escalation) to that period less a margin, whatever its own kill policy
+    /// says, so that its terminal update still goes out.
     Shutdown(ShutdownReason),
     /// An error ([`Executor::error`]).
     Error(String),

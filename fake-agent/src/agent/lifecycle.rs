@@ -167,6 +167,29 @@ impl Agent {
         }
     }
 
+    /// Sends `signal` (`TERM`, `INT`, `HUP`, `QUIT`, `USR1`, `USR2`) to the executor
+    /// process, as an operator or an init system would.
+    ///
+    /// # Errors
+    /// An unknown signal name, or no executor process.
+    pub fn signal_executor(&self, signal: &str) -> Result<(), String> {
+        use nix::sys::signal::Signal;
+        let sig = match signal.trim_start_matches("SIG") {
+            "TERM" => Signal::SIGTERM,
+            "INT" => Signal::SIGINT,
+            "HUP" => Signal::SIGHUP,
+            "QUIT" => Signal::SIGQUIT,
+            "USR1" => Signal::SIGUSR1,
+            "USR2" => Signal::SIGUSR2,
+            other => return Err(format!("unknown signal {other:?} (TERM, INT, HUP, QUIT, USR1, USR2)")),
+        };
+        let pid = self.inner.container.lock().ok().and_then(|c| c.pid).ok_or("no executor process to signal")?;
+        let pid = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(|e| format!("kill {pid}: {e}"))?;
+        self.note(format!("sent SIG{} to the executor", signal.trim_start_matches("SIG")));
+        Ok(())
+    }
+
     /// Injects a fault into the live event stream or the agent host.
     pub fn inject(&self, fault: Fault) {
         self.with_state(|s| {

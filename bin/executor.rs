@@ -1,9 +1,8 @@
 //! The executor behind the `mesos-executor` daemon: runs commands and task groups as
 //! the upstream command and default executors do. Callbacks only forward events to the
-//! supervisor task (`supervisor.rs`), which owns the processes.
+//! supervisor's inbox (`inbox.rs`); the supervisor (`supervisor.rs`) owns the processes.
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use mesos_executor::{
@@ -14,49 +13,26 @@ use mesos_executor::{
 };
 
 use crate::{
-    book::Input,
-    supervisor::{Msg, Supervisor, SupervisorConfig},
+    inbox::{self, Msg},
+    supervisor::{Supervisor, SupervisorConfig},
 };
 
-/// The daemon's [`Executor`]: a thin front for the supervisor task.
+/// The daemon's [`Executor`]: a thin front for the supervisor. Dropping it (the driver
+/// has ended) closes the inbox, and the supervisor ends.
 pub struct CommandExecutor {
-    tx: mpsc::UnboundedSender<Msg>,
-}
-
-/// The supervisor to run beside the driver.
-pub struct SupervisorTask {
-    supervisor: Supervisor,
-    rx: mpsc::UnboundedReceiver<Msg>,
-}
-
-impl SupervisorTask {
-    /// A way to tell the supervisor the executor ends: it writes what the state file
-    /// still waits for, then answers.
-    pub fn finisher(&self) -> impl Fn() -> tokio::sync::oneshot::Receiver<()> + use<> {
-        let tx = self.supervisor.sender();
-        move || {
-            let (done, wait) = tokio::sync::oneshot::channel();
-            let _ = tx.send(Msg::Finish(done));
-            wait
-        }
-    }
-
-    /// Runs the supervisor until the executor is dropped.
-    pub async fn run(self) {
-        self.supervisor.run(self.rx).await;
-    }
+    inbox: inbox::Sender,
 }
 
 impl CommandExecutor {
-    /// An executor and its supervisor, reporting through `driver`.
-    pub fn new(config: SupervisorConfig, driver: DriverHandle) -> (Self, SupervisorTask) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let supervisor = Supervisor::new(driver, config, tx.clone());
-        (CommandExecutor { tx }, SupervisorTask { supervisor, rx })
+    /// An executor and its supervisor with the inbox it reads, reporting through
+    /// `driver`.
+    pub fn new(config: SupervisorConfig, driver: DriverHandle) -> (Self, Supervisor, inbox::Receiver) {
+        let (tx, rx) = inbox::channel();
+        (CommandExecutor { inbox: tx }, Supervisor::new(driver, config), rx)
     }
 
     fn send(&self, msg: Msg) {
-        if self.tx.send(msg).is_err() {
+        if self.inbox.send(msg).is_err() {
             warn!("the task supervisor is gone; event dropped");
         }
     }
@@ -69,6 +45,15 @@ impl Executor for CommandExecutor {
         self.send(Msg::Registered { killing_state, hostname: agent.hostname.clone() });
     }
 
+    fn reregistered(&mut self, _: &DriverHandle, agent: &AgentInfo) {
+        info!(agent = %agent.hostname, "subscribed again");
+        self.send(Msg::Reconnected);
+    }
+
+    fn disconnected(&mut self, _: &DriverHandle) {
+        self.send(Msg::Disconnected);
+    }
+
     fn launch_task(&mut self, _: &DriverHandle, task: TaskInfo) {
         self.send(Msg::Launch(Box::new(task)));
     }
@@ -78,7 +63,7 @@ impl Executor for CommandExecutor {
     }
 
     fn kill_task(&mut self, _: &DriverHandle, task_id: TaskId, kill_policy: Option<KillPolicy>) {
-        self.send(Msg::Book(Input::Kill { task_id: task_id.value, policy: kill_policy }));
+        self.send(Msg::Kill { task_id: task_id.value, policy: kill_policy });
     }
 
     fn acknowledged(&mut self, _: &DriverHandle, task_id: &TaskId, uuid: &[u8]) {
@@ -91,7 +76,7 @@ impl Executor for CommandExecutor {
 
     fn shutdown(&mut self, _: &DriverHandle, reason: ShutdownReason) {
         info!(%reason, "shutdown");
-        self.send(Msg::Book(Input::Shutdown));
+        self.send(Msg::Shutdown);
     }
 
     fn error(&mut self, _: &DriverHandle, message: &str) {

@@ -1,6 +1,9 @@
-//! `mesos-executor`: a Mesos command and task-group executor. Thin: flags and
-//! environment, logging, signals, then the driver and the task supervisor from the
-//! library. The exit status comes from the driver's outcome; `AFTER_HELP` lists the codes.
+//! `mesos-executor`: a Mesos command and task-group executor. Thin: the flags and the
+//! environment into one validated [`settings::Settings`] (exit 64 when they are bad),
+//! logging, the watchdog, then the driver from the library with the task supervisor
+//! beside it, joined at the end. Signals are in `signals.rs`, the metrics endpoint in
+//! `metrics_endpoint.rs`. The exit status comes from the driver's outcome; `--help`
+//! lists the codes.
 
 #![forbid(unsafe_code)]
 
@@ -9,223 +12,33 @@ mod exec_helper;
 mod executor;
 mod fetch;
 mod group;
+mod inbox;
 mod logrotate;
 mod metrics_endpoint;
 mod sandbox;
+mod settings;
+mod signals;
 mod state_file;
 mod supervisor;
 mod task_flags;
 mod watchdog;
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
-use clap::{Parser, ValueEnum};
-use mesos_executor::{
-    ContentType, DriverConfig, ExecutorDriver, ExecutorEnv, executor::process, proto::v1::CommandInfo, wire,
-};
+use mesos_executor::{DriverConfig, ExecutorDriver, executor::process, metrics::Metrics};
+use tracing::{info, warn};
 
 use crate::{
     executor::CommandExecutor,
-    supervisor::{Mode, SupervisorConfig},
+    settings::{LogFormat, Settings, Sub},
+    supervisor::SupervisorConfig,
 };
-use tracing::{info, warn};
-
-/// What `--help` says after the flags: what the agent must provide, and what the exit
-/// status means.
-const AFTER_HELP: &str = "\
-Environment (set by the Mesos agent):
-  required: MESOS_FRAMEWORK_ID, MESOS_EXECUTOR_ID, and MESOS_SLAVE_PID (or
-            MESOS_AGENT_ENDPOINT); MESOS_DIRECTORY or MESOS_SANDBOX for the sandbox
-  optional: MESOS_CHECKPOINT (1/0), MESOS_RECOVERY_TIMEOUT (15mins),
-            MESOS_SUBSCRIPTION_BACKOFF_MAX (2secs), MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD
-            (5secs), MESOS_EXECUTOR_AUTHENTICATION_TOKEN, MESOS_DOMAIN_SOCKET,
-            LIBPROCESS_SSL_* (https)
-
-Exit status:
-  0   normal end: the task is done (drop-in mode), SHUTDOWN from the agent, or
-      SIGTERM/SIGINT
-  1   the agent was lost, never reached, or refused us; or the shutdown grace
-      period passed
-  64  bad usage: an unknown flag, a bad flag value, or a bad MESOS_* variable
-  70  internal failure: the runtime cannot start";
-
-/// Runs Mesos tasks: a drop-in for the agent's command executor, or a framework's
-/// custom executor for commands and task groups. Every flag can also be given as the
-/// environment variable named in brackets, as stout flags can.
-#[derive(Debug, Parser)]
-#[command(name = "mesos-executor", version, after_help = AFTER_HELP)]
-struct Args {
-    /// Directory of Mesos helper programs. The agent passes it when it starts its
-    /// command executor; its presence selects the drop-in command executor mode.
-    #[arg(long = "launcher_dir", alias = "launcher-dir", env = "MESOS_LAUNCHER_DIR")]
-    launcher_dir: Option<PathBuf>,
-    /// The sandbox path inside the task's container (image tasks only; unused here).
-    #[arg(long = "sandbox_directory", alias = "sandbox-directory", env = "MESOS_SANDBOX_DIRECTORY")]
-    sandbox_directory: Option<PathBuf>,
-    /// Working directory of tasks (default: the sandbox, MESOS_SANDBOX; in custom mode
-    /// each task's own directory beneath it).
-    #[arg(long = "working_directory", alias = "working-directory", env = "MESOS_WORKING_DIRECTORY")]
-    working_directory: Option<PathBuf>,
-    /// Root filesystem of an image task. Images are not supported: such tasks get
-    /// TASK_ERROR.
-    #[arg(long, env = "MESOS_ROOTFS")]
-    rootfs: Option<PathBuf>,
-    /// Run tasks as this user when their CommandInfo names none (needs root).
-    #[arg(long, env = "MESOS_USER")]
-    user: Option<String>,
-    /// A CommandInfo in JSON that replaces the task's command (as upstream's flag).
-    #[arg(long = "task_command", alias = "task-command", env = "MESOS_TASK_COMMAND")]
-    task_command: Option<String>,
-    /// `command` (one task, exit after it) or `custom` (many tasks and task groups,
-    /// until SHUTDOWN). Default: `command` when --launcher_dir is given, else `custom`.
-    #[arg(long, value_enum, env = "MESOS_EXECUTOR_MODE")]
-    mode: Option<ModeArg>,
-    /// Encoding spoken to the agent.
-    #[arg(
-        long = "content_type",
-        alias = "content-type",
-        value_enum,
-        default_value = "protobuf",
-        env = "MESOS_EXECUTOR_CONTENT_TYPE"
-    )]
-    content_type: MediaArg,
-    /// Where to write the metrics in Prometheus text format (default:
-    /// `mesos-executor.prom` in the sandbox).
-    #[arg(long = "metrics_file", alias = "metrics-file", env = "MESOS_EXECUTOR_METRICS_FILE")]
-    metrics_file: Option<PathBuf>,
-    /// Interval between metrics file writes, as a stout duration (`10secs`, `500ms`).
-    #[arg(
-        long = "metrics_interval",
-        alias = "metrics-interval",
-        default_value = "10secs",
-        env = "MESOS_EXECUTOR_METRICS_INTERVAL"
-    )]
-    metrics_interval: String,
-    /// Also serve the metrics at `http://<address>/metrics` (off by default), such as
-    /// `127.0.0.1:9105`.
-    #[arg(long = "metrics_address", alias = "metrics-address", env = "MESOS_EXECUTOR_METRICS_ADDRESS")]
-    metrics_address: Option<std::net::SocketAddr>,
-    /// Idle time before TCP keepalive probes start on connections to the agent, as a
-    /// stout duration; a vanished agent host is noticed after about 2.5 times this.
-    #[arg(
-        long = "keepalive_idle",
-        alias = "keepalive-idle",
-        default_value = "10secs",
-        env = "MESOS_EXECUTOR_KEEPALIVE_IDLE"
-    )]
-    keepalive_idle: String,
-    /// Internal: run as the watchdog of the daemon with this pid.
-    #[arg(long, hide = true, requires = "watchdog_marker")]
-    watchdog: Option<u32>,
-    /// Internal: the task marker prefix the watchdog cleans up.
-    #[arg(long = "watchdog_marker", hide = true)]
-    watchdog_marker: Option<String>,
-    /// A CA bundle (PEM) that task URI downloads trust besides the system's roots.
-    /// Downloads never use the agent link's TLS settings.
-    #[arg(long = "fetcher_ca_file", alias = "fetcher-ca-file", env = "MESOS_EXECUTOR_FETCHER_CA_FILE")]
-    fetcher_ca_file: Option<PathBuf>,
-    /// How long a task URI download may send no byte before it fails, as a stout
-    /// duration (upstream's agent flag of the same name).
-    #[arg(
-        long = "fetcher_stall_timeout",
-        alias = "fetcher-stall-timeout",
-        default_value = "1mins",
-        env = "MESOS_EXECUTOR_FETCHER_STALL_TIMEOUT"
-    )]
-    fetcher_stall_timeout: String,
-    /// An Environment in JSON that the agent's isolators computed for the task (resolved
-    /// secrets, ...), over the executor's environment and under the task's own.
-    #[arg(long = "task_environment", alias = "task-environment", env = "MESOS_TASK_ENVIRONMENT")]
-    task_environment: Option<String>,
-    /// Supplementary group ids for the task, comma-separated (needs root).
-    #[arg(
-        long = "task_supplementary_groups",
-        alias = "task-supplementary-groups",
-        env = "MESOS_TASK_SUPPLEMENTARY_GROUPS"
-    )]
-    task_supplementary_groups: Option<String>,
-    /// A CapabilityInfo in JSON: the task's effective capabilities (needs root).
-    #[arg(long = "effective_capabilities", alias = "effective-capabilities", env = "MESOS_EFFECTIVE_CAPABILITIES")]
-    effective_capabilities: Option<String>,
-    /// A CapabilityInfo in JSON: the task's bounding set (needs root).
-    #[arg(long = "bounding_capabilities", alias = "bounding-capabilities", env = "MESOS_BOUNDING_CAPABILITIES")]
-    bounding_capabilities: Option<String>,
-    /// The slave end of a TTY: the task's stdin, stdout and stderr, and its controlling
-    /// terminal in a session of its own.
-    #[arg(long = "tty_slave_path", alias = "tty-slave-path", env = "MESOS_TTY_SLAVE_PATH")]
-    tty_slave_path: Option<String>,
-    /// The containerizer's launch info for the task, in JSON (environment, working
-    /// directory, groups, capabilities and TTY are honoured; anything else refuses tasks).
-    #[arg(long = "task_launch_info", alias = "task-launch-info", env = "MESOS_TASK_LAUNCH_INFO")]
-    task_launch_info: Option<String>,
-    /// Log format on stderr.
-    #[arg(
-        long = "log_format",
-        alias = "log-format",
-        value_enum,
-        default_value = "human",
-        env = "MESOS_EXECUTOR_LOG_FORMAT"
-    )]
-    log_format: LogFormat,
-    /// Most tasks running at once (off by default): a LAUNCH over it, or a LAUNCH_GROUP
-    /// that would cross it, gets TASK_FAILED (REASON_CONTAINER_LIMITATION) at once.
-    #[arg(long = "max_tasks", alias = "max-tasks", env = "MESOS_EXECUTOR_MAX_TASKS", value_parser = clap::value_parser!(u32).range(1..))]
-    max_tasks: Option<u32>,
-    /// Where the state file for operators goes (default: `mesos-executor-state.json` in
-    /// the sandbox).
-    #[arg(long = "state_file", alias = "state-file", env = "MESOS_EXECUTOR_STATE_FILE")]
-    state_file: Option<PathBuf>,
-    /// Rotate each task's stdout and stderr at this size (custom mode), a stout byte size
-    /// such as `10MB`; off by default, as upstream's files.
-    #[arg(long = "task_log_max_size", alias = "task-log-max-size", env = "MESOS_EXECUTOR_TASK_LOG_MAX_SIZE")]
-    task_log_max_size: Option<String>,
-    /// Rotated files kept beside the current `stdout` and `stderr` (with
-    /// `--task_log_max_size`).
-    #[arg(
-        long = "task_log_max_files",
-        alias = "task-log-max-files",
-        env = "MESOS_EXECUTOR_TASK_LOG_MAX_FILES",
-        default_value_t = 5
-    )]
-    task_log_max_files: usize,
-    #[command(subcommand)]
-    command: Option<Sub>,
-}
-
-/// What else the binary does.
-#[derive(Debug, clap::Subcommand)]
-enum Sub {
-    /// Print an executor's state file as a table.
-    State {
-        /// The executor's sandbox (its state file is `mesos-executor-state.json` there).
-        #[arg(long)]
-        sandbox: Option<PathBuf>,
-        /// The state file itself.
-        #[arg(long = "state_file", alias = "state-file")]
-        state_file: Option<PathBuf>,
-    },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ModeArg {
-    Command,
-    Custom,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum MediaArg {
-    Protobuf,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Human,
-    Json,
-}
 
 const EX_USAGE: u8 = 64;
 const EX_SOFTWARE: u8 = 70;
+
+/// How long the exit waits for the supervisor to write its last state.
+const SUPERVISOR_JOIN_DEADLINE: Duration = Duration::from_secs(1);
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -234,47 +47,6 @@ fn init_logging(format: LogFormat) {
         LogFormat::Human => builder.with_ansi(false).init(),
         LogFormat::Json => builder.json().init(),
     }
-}
-
-/// A flag holding a stout duration of at least `min`; exit 64 naming it otherwise.
-fn duration_flag(name: &str, value: &str, min: Duration) -> Result<Duration, ExitCode> {
-    match mesos_executor::env::parse_duration(value) {
-        Ok(d) if d >= min => Ok(d),
-        Ok(_) => {
-            eprintln!("mesos-executor: --{name}={value:?} is shorter than {min:?}");
-            Err(ExitCode::from(EX_USAGE))
-        }
-        Err(why) => {
-            eprintln!("mesos-executor: --{name}={value:?} is not a duration such as 10secs or 500ms ({why})");
-            Err(ExitCode::from(EX_USAGE))
-        }
-    }
-}
-
-/// The daemon's own metric family beside the driver's: tasks by latest state.
-fn tasks_gauge(
-    metrics: &mesos_executor::metrics::Metrics,
-) -> Result<mesos_executor::metrics::prometheus::IntGaugeVec, mesos_executor::metrics::prometheus::Error> {
-    use mesos_executor::metrics::prometheus::{IntGaugeVec, Opts};
-    let gauge = IntGaugeVec::new(Opts::new("tasks", "Tasks of this executor by latest state."), &["state"])?;
-    metrics.register(Box::new(gauge.clone()))?;
-    Ok(gauge)
-}
-
-/// The flags, or the exit for `--help`, `--version` (0) and bad usage (64, where
-/// clap would say 2).
-fn parse_args() -> Result<(Args, Vec<String>), ExitCode> {
-    use clap::CommandFactory;
-    let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
-    let (argv, dropped) = task_flags::drop_unknown(argv, &task_flags::known_flags(&Args::command()));
-    let args = Args::try_parse_from(argv).map_err(|e| {
-        let _ = e.print();
-        match e.kind() {
-            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
-            _ => ExitCode::from(EX_USAGE),
-        }
-    })?;
-    Ok((args, dropped))
 }
 
 fn main() -> ExitCode {
@@ -288,7 +60,7 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == fetch::HELPER_FLAG) {
         return fetch::child::run();
     }
-    let (args, dropped_flags) = match parse_args() {
+    let (args, dropped_flags) = match settings::parse_args() {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
@@ -311,78 +83,15 @@ fn main() -> ExitCode {
     for flag in &dropped_flags {
         warn!(%flag, "ignoring a flag this executor does not know (the agent may be newer)");
     }
-    let raw = task_flags::Raw {
-        rootfs: args.rootfs.as_deref().and_then(|p| p.to_str()),
-        sandbox_directory: args.sandbox_directory.as_deref().and_then(|p| p.to_str()),
-        task_environment: args.task_environment.as_deref(),
-        task_supplementary_groups: args.task_supplementary_groups.as_deref(),
-        effective_capabilities: args.effective_capabilities.as_deref(),
-        bounding_capabilities: args.bounding_capabilities.as_deref(),
-        tty_slave_path: args.tty_slave_path.as_deref(),
-        task_launch_info: args.task_launch_info.as_deref(),
-    };
-    let task_flags = match task_flags::TaskFlags::parse(&raw) {
-        Ok(flags) => flags,
+    // Every flag is checked before anything starts (the runtime, the watchdog).
+    let settings = match Settings::validate(args) {
+        Ok(settings) => settings,
         Err(e) => {
+            // Once, on stderr (where the log goes too).
             eprintln!("mesos-executor: {e}");
             return ExitCode::from(EX_USAGE);
         }
     };
-    if let Some(refusal) = &task_flags.refusal {
-        warn!(%refusal, "tasks will be refused");
-    }
-    let env = match ExecutorEnv::from_process() {
-        Ok(env) => env,
-        Err(e) => {
-            // Once, on stderr (where the log goes too).
-            eprintln!("mesos-executor: bad executor environment: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
-    };
-    let task_command = match args
-        .task_command
-        .as_deref()
-        .map(|json| wire::decode::<CommandInfo>(json.as_bytes(), ContentType::Json))
-    {
-        None => None,
-        Some(Ok(command)) => Some(command),
-        Some(Err(e)) => {
-            eprintln!("mesos-executor: --task_command is not a CommandInfo in JSON: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
-    };
-    // Every flag is checked before anything starts (the runtime, the watchdog).
-    let fetcher_stall =
-        match duration_flag("fetcher_stall_timeout", &args.fetcher_stall_timeout, Duration::from_millis(1)) {
-            Ok(d) => d,
-            Err(code) => return code,
-        };
-    let metrics_interval = match duration_flag("metrics_interval", &args.metrics_interval, Duration::from_millis(1)) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    let keepalive_idle = match duration_flag("keepalive_idle", &args.keepalive_idle, Duration::from_secs(1)) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    let log_rotation = match args.task_log_max_size.as_deref().map(logrotate::parse_bytes) {
-        None => None,
-        Some(Ok(max_size)) => Some(logrotate::Rotation { max_size, max_files: args.task_log_max_files }),
-        Some(Err(e)) => {
-            eprintln!("mesos-executor: --task_log_max_size: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
-    };
-    let mode = match args.mode {
-        Some(ModeArg::Command) => Mode::Command,
-        Some(ModeArg::Custom) => Mode::Custom,
-        None if args.launcher_dir.is_some() => Mode::Command,
-        None => Mode::Custom,
-    };
-    // The executor's sandbox; tasks run in it (drop-in) or in directories of their own
-    // beneath it (custom), unless the operator names a working directory.
-    let sandbox = env.sandbox.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| PathBuf::from("."));
-    let working_directory = args.working_directory.clone().or_else(|| task_flags.working_directory.clone());
     if let Err(e) = process::become_subreaper() {
         warn!(error = %e, "cannot become a child subreaper; orphaned task processes will not be reaped here");
     }
@@ -404,74 +113,18 @@ fn main() -> ExitCode {
     if let Err(e) = &watchdog {
         warn!(error = %e, "cannot start the watchdog; tasks may outlive a killed executor");
     }
-    let mut config = DriverConfig::new(env);
-    if let Some(path) = args.metrics_file {
-        config.metrics_file = Some(path);
-    }
-    config.metrics_interval = metrics_interval;
-    config.keepalive_idle = keepalive_idle;
-    let state_path = args.state_file.unwrap_or_else(|| sandbox.join(state_file::FILE_NAME));
-    // Per user, outside every task's directory; off in drop-in mode (one task).
-    let fetch_cache = (mode == Mode::Custom).then(|| sandbox.join(".fetcher-cache"));
-    if log_rotation.is_some() && mode == Mode::Command {
-        warn!("--task_log_max_size is for custom mode: a drop-in task's output is the executor's own");
-    }
-    let helper = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
-    let supervisor_config = SupervisorConfig {
-        mode,
-        sandbox,
-        working_directory,
-        task_command,
-        user: args.user,
-        shutdown_grace: config.env.shutdown_grace_period,
-        nonce: nonce.clone(),
-        max_tasks: args.max_tasks.and_then(|n| usize::try_from(n).ok()),
-        helper: helper.clone(),
-        log_rotation,
-        fetcher: fetch::Fetcher::new(
-            helper,
-            fetch::Limits { stall: fetcher_stall, ..fetch::Limits::default() },
-            args.fetcher_ca_file,
-            fetch_cache,
-        ),
-        task_flags,
-        state_file: state_path,
-        executor_id: config.env.executor_id.clone(),
-        framework_id: config.env.framework_id.clone(),
-        // The process's own environment, once, at the edge: the base of every task's.
-        // A variable that is not UTF-8 cannot be passed on faithfully, so it is not.
-        base_env: std::env::vars_os()
-            .filter_map(|(k, v)| match (k.into_string(), v.into_string()) {
-                (Ok(k), Ok(v)) => Some((k, v)),
-                (k, _) => {
-                    warn!(variable = ?k, "an environment variable that is not UTF-8 is not passed to tasks");
-                    None
-                }
-            })
-            .collect(),
-        tasks_gauge: match tasks_gauge(&config.metrics) {
-            Ok(gauge) => gauge,
-            Err(e) => {
-                eprintln!("mesos-executor: cannot register the tasks metric: {e}");
-                return ExitCode::from(EX_SOFTWARE);
-            }
-        },
-    };
-    config.content_type = match args.content_type {
-        MediaArg::Protobuf => ContentType::Protobuf,
-        MediaArg::Json => ContentType::Json,
+    let (mode, metrics_address) = (settings.mode, settings.metrics_address);
+    let (config, supervisor_config) = match settings.configs(&nonce) {
+        Ok(configs) => configs,
+        Err(e) => {
+            eprintln!("mesos-executor: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
     };
     info!(?mode, content_type = %config.content_type, agent = %config.env.agent.authority(), "starting");
-    let metrics_address = args.metrics_address;
     let code = runtime.block_on(async move {
         if let Some(address) = metrics_address {
-            match tokio::net::TcpListener::bind(address).await {
-                Ok(listener) => {
-                    info!(%address, "serving metrics at /metrics");
-                    tokio::spawn(metrics_endpoint::serve(listener, config.metrics.clone()));
-                }
-                Err(e) => warn!(%address, error = %e, "cannot serve metrics"),
-            }
+            serve_metrics(address, config.metrics.clone()).await;
         }
         run(config, supervisor_config).await
     });
@@ -486,29 +139,28 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Serves the metrics at `http://<address>/metrics` (`metrics_endpoint.rs`) for as long
+/// as the runtime lives; a bind that fails is logged, and the daemon runs on without.
+async fn serve_metrics(address: SocketAddr, metrics: Metrics) {
+    match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => {
+            info!(%address, "serving metrics at /metrics");
+            tokio::spawn(metrics_endpoint::serve(listener, metrics));
+        }
+        Err(e) => warn!(%address, error = %e, "cannot serve metrics"),
+    }
+}
+
 async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
     let mut parts = None;
     let driver = ExecutorDriver::with_handle(config, |handle| {
-        let (executor, supervisor) = CommandExecutor::new(supervisor_config, handle);
-        parts = Some(supervisor);
+        let (executor, supervisor, inbox) = CommandExecutor::new(supervisor_config, handle);
+        parts = Some((supervisor, inbox));
         executor
     });
-    let Some(supervisor) = parts else { return EX_SOFTWARE };
-    let finish = supervisor.finisher();
-    tokio::spawn(supervisor.run());
-    let handle = driver.handle();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            return;
-        };
-        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        info!("signal received: shutting down gracefully");
-        handle.request_shutdown();
-        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        warn!("second signal: aborting");
-        handle.abort();
-    });
+    let Some((supervisor, inbox)) = parts else { return EX_SOFTWARE };
+    let supervisor = tokio::spawn(supervisor.run(inbox));
+    tokio::spawn(signals::shut_down_on_signals(driver.handle()));
     let outcome = match driver.run_async().await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -517,8 +169,11 @@ async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
             return EX_USAGE;
         }
     };
-    // The supervisor writes the state file's last changes (bounded: it may be busy).
-    let _ = tokio::time::timeout(Duration::from_secs(1), finish()).await;
+    // The driver has dropped the executor: the supervisor ends once it has written the
+    // state file's last changes (bounded: it may be busy).
+    if tokio::time::timeout(SUPERVISOR_JOIN_DEADLINE, supervisor).await.is_err() {
+        warn!(deadline = ?SUPERVISOR_JOIN_DEADLINE, "the supervisor did not end in time");
+    }
     let code = if outcome.is_success() { 0 } else { 1 };
     info!(%outcome, code, "executor ends");
     code

@@ -4,6 +4,8 @@ use mesos_executor::proto::v1::{
     CheckInfo, DurationInfo, HealthCheck, KillPolicy, TaskId, TaskInfo, check_info, check_status_info, health_check,
 };
 
+use mesos_executor::executor::process::Exit;
+
 use super::*;
 
 const MS: Duration = Duration::from_millis(1);
@@ -13,8 +15,10 @@ fn task(id: &str) -> TaskInfo {
     TaskInfo { name: id.into(), task_id: TaskId { value: id.into() }, ..Default::default() }
 }
 
-fn spec() -> Result<LaunchSpec, LaunchError> {
-    Ok(LaunchSpec { program: "/bin/true".into(), argv: vec!["true".into()], env: Default::default(), user: None })
+fn spec() -> Result<Prepared, LaunchError> {
+    let spec =
+        LaunchSpec { program: "/bin/true".into(), argv: vec!["true".into()], env: Default::default(), user: None };
+    Ok(Prepared { spec, uris: Vec::new() })
 }
 
 fn launch(t: TaskInfo) -> Input {
@@ -23,6 +27,33 @@ fn launch(t: TaskInfo) -> Input {
 
 fn spawned(id: &str) -> Input {
     Input::Spawned { task_id: id.into(), result: Ok(()) }
+}
+
+fn fetched(id: &str) -> Input {
+    Input::Fetched { task_id: id.into(), result: Ok(()) }
+}
+
+/// A lone task's start after its launch: its fetch ends, then its spawn; the spawn's
+/// effects.
+fn up(book: &mut TaskBook, id: &str, now: Instant) -> Vec<Effect> {
+    let effects = book.step(fetched(id), now);
+    assert!(matches!(&effects[..], [Effect::Spawn { task_ids, .. }] if task_ids == &[id]), "{effects:?}");
+    book.step(spawned(id), now)
+}
+
+/// The effects that ask for a fetch, by task.
+fn fetches(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Fetch { task_id, .. } => Some(task_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn tick(book: &mut TaskBook, at: Instant) -> Vec<Effect> {
+    book.step(Input::Tick, at)
 }
 
 fn exited(id: &str, exit: Exit) -> Input {
@@ -60,13 +91,6 @@ fn signals(effects: &[Effect]) -> Vec<(String, Signal)> {
         .collect()
 }
 
-fn armed(effects: &[Effect], timer: Timer) -> Option<Instant> {
-    effects.iter().find_map(|e| match e {
-        Effect::Arm { timer: t, at, .. } if *t == timer => Some(*at),
-        _ => None,
-    })
-}
-
 fn st(id: &str, state: TaskState) -> (String, TaskState) {
     (id.to_owned(), state)
 }
@@ -78,8 +102,8 @@ fn running(mode: Mode, id: &str, killing_state: bool) -> (TaskBook, Instant) {
     book.step(Input::Registered { killing_state }, now);
     let effects = book.step(launch(task(id)), now);
     assert_eq!(reports(&effects), [st(id, TaskState::TaskStarting)]);
-    assert!(matches!(&effects[1], Effect::Start { members, .. } if members[0].0 == id));
-    assert_eq!(reports(&book.step(spawned(id), now)), [st(id, TaskState::TaskRunning)]);
+    assert_eq!(fetches(&effects), [id]);
+    assert_eq!(reports(&up(&mut book, id, now)), [st(id, TaskState::TaskRunning)]);
     (book, now)
 }
 
@@ -122,7 +146,7 @@ fn launch_acceptance_rules() {
     let bad = Input::Launch { task: Box::new(task("bad")), spec: Err(LaunchError::Malformed("no value".into())) };
     let effects = book.step(bad, now);
     assert_eq!(report_of(&effects, "bad").state, TaskState::TaskError);
-    assert!(!effects.iter().any(|e| matches!(e, Effect::Start { .. })));
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Fetch { .. })));
     // Drop-in mode: one task only.
     let (mut book, now) = running(Mode::Command, "first", false);
     let effects = book.step(launch(task("second")), now);
@@ -140,6 +164,7 @@ fn a_failed_spawn_is_task_failed() {
     let now = Instant::now();
     let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
     book.step(launch(task("t")), now);
+    book.step(fetched("t"), now);
     let effects =
         book.step(Input::Spawned { task_id: "t".into(), result: Err("Failed to launch: ENOENT".into()) }, now);
     let failed = report_of(&effects, "t");
@@ -153,20 +178,23 @@ fn kill_escalates_after_the_grace_period_and_a_repeated_kill_only_shortens_it() 
     let effects = book.step(Input::Kill { task_id: "t".into(), policy: policy(2000) }, t0);
     assert_eq!(reports(&effects), [st("t", TaskState::TaskKilling)], "TASK_KILLING with the capability");
     assert_eq!(signals(&effects), [("t".into(), Signal::Term)]);
-    assert_eq!(armed(&effects, Timer::Escalate), Some(t0 + 2 * SEC));
+    assert_eq!(book.next_wakeup(), Some(t0 + 2 * SEC));
     // A longer grace does not extend it; a shorter one shortens it.
     let effects = book.step(Input::Kill { task_id: "t".into(), policy: policy(10_000) }, t0 + 100 * MS);
     assert!(effects.is_empty(), "{effects:?}");
     let effects = book.step(Input::Kill { task_id: "t".into(), policy: policy(500) }, t0 + 100 * MS);
-    assert_eq!(armed(&effects, Timer::Escalate), Some(t0 + 500 * MS));
-    // An old timer firing before the deadline does nothing; at the deadline, SIGKILL.
-    assert!(book.step(Input::Timer { task_id: "t".into(), timer: Timer::Escalate }, t0 + 400 * MS).is_empty());
-    let effects = book.step(Input::Timer { task_id: "t".into(), timer: Timer::Escalate }, t0 + 500 * MS);
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(book.next_wakeup(), Some(t0 + 500 * MS), "one deadline, moved");
+    // Waking early does nothing; at the deadline, SIGKILL, once.
+    assert!(tick(&mut book, t0 + 400 * MS).is_empty());
+    let effects = tick(&mut book, t0 + 500 * MS);
     assert_eq!(signals(&effects), [("t".into(), Signal::Kill)]);
+    assert_eq!(book.next_wakeup(), None, "nothing more to wait for but the exit");
+    assert!(tick(&mut book, t0 + 600 * MS).is_empty());
     let effects = book.step(exited("t", Exit::Signal(9, false)), t0 + 510 * MS);
     assert_eq!(report_of(&effects, "t").state, TaskState::TaskKilled);
-    // After the end, timers and kills are ignored.
-    assert!(book.step(Input::Timer { task_id: "t".into(), timer: Timer::Escalate }, t0 + 3 * SEC).is_empty());
+    // After the end, ticks and kills are ignored.
+    assert!(tick(&mut book, t0 + 3 * SEC).is_empty());
     assert!(book.step(Input::Kill { task_id: "t".into(), policy: None }, t0 + 3 * SEC).is_empty());
 }
 
@@ -174,18 +202,18 @@ fn kill_escalates_after_the_grace_period_and_a_repeated_kill_only_shortens_it() 
 fn kill_grace_comes_from_the_kill_then_the_task_then_three_seconds() {
     let (mut book, t0) = running(Mode::Custom, "plain", false);
     let effects = book.step(Input::Kill { task_id: "plain".into(), policy: None }, t0);
-    assert_eq!(armed(&effects, Timer::Escalate), Some(t0 + 3 * SEC));
+    assert_eq!(book.next_wakeup(), Some(t0 + 3 * SEC));
     assert!(reports(&effects).is_empty(), "no TASK_KILLING without the capability");
     let mut own = task("own");
     own.kill_policy = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: 700_000_000 }) });
     book.step(Input::Launch { task: Box::new(own), spec: spec() }, t0);
-    book.step(spawned("own"), t0);
-    let effects = book.step(Input::Kill { task_id: "own".into(), policy: None }, t0);
-    assert_eq!(armed(&effects, Timer::Escalate), Some(t0 + 700 * MS));
+    up(&mut book, "own", t0);
+    book.step(Input::Kill { task_id: "own".into(), policy: None }, t0);
+    assert_eq!(book.next_wakeup(), Some(t0 + 700 * MS));
     // A negative grace period from the wire is zero: SIGKILL at once.
     let effects = book.step(Input::Launch { task: Box::new(task("neg")), spec: spec() }, t0);
     assert!(!effects.is_empty());
-    book.step(spawned("neg"), t0);
+    up(&mut book, "neg", t0);
     let negative = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: -5 }) });
     let effects = book.step(Input::Kill { task_id: "neg".into(), policy: negative }, t0);
     assert_eq!(signals(&effects), [("neg".into(), Signal::Kill)]);
@@ -207,9 +235,9 @@ fn max_completion_time_fails_the_task_with_its_reason() {
     let mut t = task("slow");
     t.max_completion_time = Some(DurationInfo { nanoseconds: 250_000_000 });
     book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
-    let effects = book.step(spawned("slow"), now);
-    assert_eq!(armed(&effects, Timer::MaxCompletion), Some(now + 250 * MS));
-    let effects = book.step(Input::Timer { task_id: "slow".into(), timer: Timer::MaxCompletion }, now + 250 * MS);
+    up(&mut book, "slow", now);
+    assert_eq!(book.next_wakeup(), Some(now + 250 * MS));
+    let effects = tick(&mut book, now + 250 * MS);
     assert_eq!(signals(&effects), [("slow".into(), Signal::Kill)]);
     assert!(reports(&effects).is_empty(), "no TASK_KILLING for a timeout");
     let effects = book.step(exited("slow", Exit::Signal(9, false)), now + 260 * MS);
@@ -228,12 +256,14 @@ fn a_group_starts_together_and_falls_together() {
         starting,
         [st("a", TaskState::TaskStarting), st("b", TaskState::TaskStarting), st("c", TaskState::TaskStarting)]
     );
-    let starts: Vec<_> = effects.iter().filter(|e| matches!(e, Effect::Start { .. })).collect();
+    assert_eq!(fetches(&effects), ["a", "b", "c"], "every member fetches, after every STARTING");
+    assert!(book.step(fetched("b"), now).is_empty(), "no spawn before every member is ready");
+    assert!(book.step(fetched("a"), now).is_empty());
+    let effects = book.step(fetched("c"), now);
     assert!(
-        matches!(starts[..], [Effect::Start { members, .. }] if members.len() == 3),
-        "one start of all, after every STARTING"
+        matches!(&effects[..], [Effect::Spawn { task_ids, .. }] if task_ids.len() == 3),
+        "one spawn of all: {effects:?}"
     );
-    assert!(matches!(effects.last(), Some(Effect::Start { .. })));
     for id in ["a", "b", "c"] {
         book.step(spawned(id), now);
     }
@@ -247,6 +277,9 @@ fn a_group_starts_together_and_falls_together() {
     // A member that finishes normally does not take the others down.
     let members = vec![(task("x"), spec()), (task("y"), spec())];
     book.step(Input::LaunchGroup { members, file: None }, now);
+    for id in ["x", "y"] {
+        book.step(fetched(id), now);
+    }
     book.step(spawned("x"), now);
     book.step(spawned("y"), now);
     assert!(signals(&book.step(exited("x", Exit::Code(0)), now)).is_empty());
@@ -258,6 +291,9 @@ fn a_member_that_fails_to_spawn_takes_its_group_down() {
     let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
     let members = vec![(task("a"), spec()), (task("b"), spec()), (task("c"), spec())];
     book.step(Input::LaunchGroup { members, file: None }, now);
+    for id in ["a", "b", "c"] {
+        book.step(fetched(id), now);
+    }
     book.step(spawned("a"), now);
     let effects = book.step(Input::Spawned { task_id: "b".into(), result: Err("no such user".into()) }, now);
     assert_eq!(report_of(&effects, "b").state, TaskState::TaskFailed);
@@ -273,7 +309,7 @@ fn a_member_that_fails_to_spawn_takes_its_group_down() {
 fn a_group_is_refused_as_a_whole() {
     let now = Instant::now();
     let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
-    let bad: Result<LaunchSpec, LaunchError> = Err(LaunchError::Unsupported("container images".into()));
+    let bad: Result<Prepared, LaunchError> = Err(LaunchError::Unsupported("container images".into()));
     let effects =
         book.step(Input::LaunchGroup { members: vec![(task("ok"), spec()), (task("img"), bad)], file: None }, now);
     assert_eq!(reports(&effects), [st("ok", TaskState::TaskError), st("img", TaskState::TaskError)]);
@@ -291,6 +327,7 @@ fn health_check(failures: u32) -> HealthCheck {
         r#type: Some(health_check::Type::Tcp as i32),
         consecutive_failures: Some(failures),
         grace_period_seconds: Some(0.0),
+        delay_seconds: Some(0.0),
         ..Default::default()
     }
 }
@@ -302,8 +339,11 @@ fn health_is_reported_on_change_and_the_limit_kills() {
     let mut t = task("h");
     t.health_check = Some(health_check(2));
     book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
-    let effects = book.step(spawned("h"), now);
-    assert!(effects.iter().any(|e| matches!(e, Effect::Probe { health: Some(_), .. })));
+    up(&mut book, "h", now);
+    assert_eq!(book.next_wakeup(), Some(now), "no delay: the first check at once");
+    let effects = tick(&mut book, now);
+    assert!(matches!(&effects[..], [Effect::RunProbe { probe: Probe::Health(_), .. }]), "{effects:?}");
+    assert_eq!(book.next_wakeup(), None, "the next is scheduled from the result");
     let ok = |book: &mut TaskBook| book.step(Input::Health { task_id: "h".into(), result: Ok(()) }, now + SEC);
     let bad = |book: &mut TaskBook| {
         book.step(Input::Health { task_id: "h".into(), result: Err("refused".into()) }, now + SEC)
@@ -338,13 +378,13 @@ fn check_results_ride_on_every_update_and_changes_are_reported() {
     let effects = book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
     let empty = report_of(&effects, "c").check_status;
     assert!(empty.is_some_and(|s| s.command.is_some()), "TASK_STARTING carries the empty status of the check's type");
-    book.step(spawned("c"), now);
+    up(&mut book, "c", now);
     let result = CheckStatusInfo {
         r#type: Some(check_info::Type::Command as i32),
         command: Some(check_status_info::Command { exit_code: Some(0) }),
         ..Default::default()
     };
-    let check = |status: CheckStatusInfo| Input::Check { task_id: "c".into(), status };
+    let check = |status: CheckStatusInfo| Input::Check { task_id: "c".into(), status: Some(status) };
     let effects = book.step(check(result), now);
     let report = report_of(&effects, "c");
     assert_eq!((report.state, report.reason), (TaskState::TaskRunning, Some(Reason::TaskCheckStatusUpdated)));
@@ -357,10 +397,10 @@ fn check_results_ride_on_every_update_and_changes_are_reported() {
 fn shutdown_kills_every_task_within_the_grace_period_then_stops_the_driver() {
     let (mut book, t0) = running(Mode::Custom, "a", true);
     book.step(launch(task("b")), t0);
-    book.step(spawned("b"), t0);
+    up(&mut book, "b", t0);
     let effects = book.step(Input::Shutdown, t0);
     assert_eq!(signals(&effects).len(), 2);
-    assert_eq!(armed(&effects, Timer::Escalate), Some(t0 + 3 * SEC), "5 s grace less 2 s for the executor");
+    assert_eq!(book.next_wakeup(), Some(t0 + 3 * SEC), "5 s grace less 2 s for the executor");
     assert!(book.step(Input::Shutdown, t0).is_empty(), "once");
     assert!(!book.step(exited("a", Exit::Signal(15, false)), t0).contains(&Effect::StopDriver));
     let effects = book.step(exited("b", Exit::Signal(15, false)), t0);
@@ -370,8 +410,9 @@ fn shutdown_kills_every_task_within_the_grace_period_then_stops_the_driver() {
     let now = Instant::now();
     let mut book = TaskBook::new(Mode::Custom, SEC, None);
     book.step(launch(task("t")), now);
-    book.step(spawned("t"), now);
-    assert_eq!(armed(&book.step(Input::Shutdown, now), Timer::Escalate), Some(now + 500 * MS));
+    up(&mut book, "t", now);
+    book.step(Input::Shutdown, now);
+    assert_eq!(book.next_wakeup(), Some(now + 500 * MS));
 }
 
 #[test]
@@ -404,9 +445,9 @@ fn the_admission_cap_holds_at_the_boundary_and_never_splits_a_group() {
     let now = Instant::now();
     let mut book = TaskBook::new(Mode::Custom, 5 * SEC, Some(2));
     book.step(launch(task("one")), now);
-    book.step(spawned("one"), now);
+    up(&mut book, "one", now);
     book.step(launch(task("two")), now);
-    book.step(spawned("two"), now);
+    up(&mut book, "two", now);
     let effects = book.step(launch(task("three")), now);
     let refused = report_of(&effects, "three");
     assert_eq!((refused.state, refused.reason), (TaskState::TaskFailed, Some(Reason::ContainerLimitation)));
@@ -418,4 +459,170 @@ fn the_admission_cap_holds_at_the_boundary_and_never_splits_a_group() {
     assert_eq!(reports(&effects), [st("g1", TaskState::TaskFailed), st("g2", TaskState::TaskFailed)]);
     let effects = book.step(launch(task("four")), now);
     assert_eq!(reports(&effects), [st("four", TaskState::TaskStarting)], "exactly at the cap is fine");
+}
+
+fn cancels(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::CancelFetch { task_id } => Some(task_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn spawns(effects: &[Effect]) -> usize {
+    effects.iter().filter(|e| matches!(e, Effect::Spawn { .. })).count()
+}
+
+#[test]
+fn a_kill_while_fetching_cancels_the_fetch_and_is_task_killed_at_once() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    book.step(Input::Registered { killing_state: true }, now);
+    assert_eq!(fetches(&book.step(launch(task("t")), now)), ["t"]);
+    let effects = book.step(Input::Kill { task_id: "t".into(), policy: None }, now + MS);
+    assert_eq!(reports(&effects), [st("t", TaskState::TaskKilling), st("t", TaskState::TaskKilled)]);
+    assert_eq!(cancels(&effects), ["t"], "the effect names the fetch to stop");
+    assert!(signals(&effects).is_empty(), "nothing runs, nothing to signal");
+    assert!(effects.contains(&Effect::CleanUp { task_id: "t".into() }));
+    assert_eq!(book.next_wakeup(), None, "no grace period to wait for");
+    // The fetch's late answer, success or failure, changes nothing: no spawn, no update.
+    assert!(book.step(fetched("t"), now + 2 * MS).is_empty());
+    let failed = Input::Fetched { task_id: "t".into(), result: Err("connection reset".into()) };
+    assert!(book.step(failed, now + 2 * MS).is_empty(), "a fetch failing after a KILL is not TASK_FAILED");
+    assert!(book.step(Input::Kill { task_id: "t".into(), policy: None }, now + 3 * MS).is_empty());
+}
+
+#[test]
+fn a_kill_of_a_ready_member_waiting_for_its_group_ends_the_group_unstarted() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    let members = vec![(task("a"), spec()), (task("b"), spec())];
+    book.step(Input::LaunchGroup { members, file: None }, now);
+    book.step(fetched("a"), now);
+    let effects = book.step(Input::Kill { task_id: "a".into(), policy: None }, now);
+    assert_eq!(reports(&effects), [st("a", TaskState::TaskKilled), st("b", TaskState::TaskKilled)]);
+    assert_eq!(cancels(&effects), ["b"], "a was fetched; b's fetch is stopped");
+    assert_eq!(spawns(&book.step(fetched("b"), now)), 0, "the group never spawns");
+}
+
+#[test]
+fn shutdown_while_fetching_ends_every_task_and_stops_the_driver() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    book.step(launch(task("solo")), now);
+    let members = vec![(task("g1"), spec()), (task("g2"), spec())];
+    book.step(Input::LaunchGroup { members, file: None }, now);
+    book.step(fetched("g1"), now);
+    let effects = book.step(Input::Shutdown, now);
+    let mut killed: Vec<_> = reports(&effects).into_iter().filter(|(_, s)| *s == TaskState::TaskKilled).collect();
+    killed.sort();
+    assert_eq!(
+        killed,
+        [st("g1", TaskState::TaskKilled), st("g2", TaskState::TaskKilled), st("solo", TaskState::TaskKilled)]
+    );
+    let mut cancelled = cancels(&effects);
+    cancelled.sort();
+    assert_eq!(cancelled, ["g2", "solo"]);
+    assert_eq!(effects.last(), Some(&Effect::StopDriver), "nothing left: the executor can end");
+}
+
+#[test]
+fn a_failed_fetch_fails_the_unit_and_cancels_the_other_fetches() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    book.step(Input::Registered { killing_state: true }, now);
+    let members = vec![(task("a"), spec()), (task("b"), spec()), (task("c"), spec())];
+    book.step(Input::LaunchGroup { members, file: None }, now);
+    book.step(fetched("a"), now);
+    let failed = Input::Fetched { task_id: "b".into(), result: Err("http://x/y: 404".into()) };
+    let effects = book.step(failed, now);
+    assert_eq!(
+        reports(&effects),
+        [st("a", TaskState::TaskFailed), st("b", TaskState::TaskFailed), st("c", TaskState::TaskFailed)]
+    );
+    let a = report_of(&effects, "a");
+    assert_eq!(a.reason, Some(Reason::ContainerLaunchFailed));
+    assert!(
+        a.message.as_deref().unwrap_or_default().contains("member \"b\"")
+            && a.message.as_deref().unwrap_or_default().contains("404")
+    );
+    assert_eq!(cancels(&effects), ["c"]);
+    assert!(book.step(fetched("c"), now).is_empty());
+}
+
+#[test]
+fn a_group_fetches_four_members_at_once_and_spawns_when_all_are_ready() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    let ids = ["m0", "m1", "m2", "m3", "m4", "m5"];
+    let members = ids.iter().map(|id| (task(id), spec())).collect();
+    let effects = book.step(Input::LaunchGroup { members, file: None }, now);
+    assert_eq!(fetches(&effects), ["m0", "m1", "m2", "m3"], "at most {FETCHES_PER_UNIT} at once");
+    assert_eq!(fetches(&book.step(fetched("m2"), now)), ["m4"], "a free slot goes to the next member");
+    assert_eq!(fetches(&book.step(fetched("m0"), now)), ["m5"]);
+    for id in ["m1", "m3", "m4"] {
+        assert!(book.step(fetched(id), now).is_empty());
+    }
+    let effects = book.step(fetched("m5"), now);
+    assert!(matches!(&effects[..], [Effect::Spawn { task_ids, .. }] if task_ids.len() == 6), "{effects:?}");
+}
+
+#[test]
+fn checks_pause_while_the_agent_is_away_and_run_at_once_when_it_is_back() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    let mut t = task("h");
+    t.health_check = Some(HealthCheck { interval_seconds: Some(1.0), ..health_check(1) });
+    book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
+    up(&mut book, "h", now);
+    assert!(!tick(&mut book, now).is_empty(), "the first check");
+    book.step(Input::Health { task_id: "h".into(), result: Ok(()) }, now);
+    assert_eq!(book.next_wakeup(), Some(now + SEC), "the next an interval after the result");
+    assert!(matches!(&tick(&mut book, now + SEC)[..], [Effect::RunProbe { .. }]));
+    // The check runs; the agent goes away before its result.
+    book.step(Input::Disconnected, now + SEC + MS);
+    let late = Input::Health { task_id: "h".into(), result: Err("refused".into()) };
+    assert!(book.step(late, now + 2 * SEC).is_empty(), "a result from the agent's absence is dropped");
+    assert_eq!(book.next_wakeup(), None, "no probe while the agent is away");
+    assert!(tick(&mut book, now + 5 * SEC).is_empty());
+    // Back: a check at once, whose failure counts again (the limit is 1: a kill).
+    book.step(Input::Reconnected, now + 6 * SEC);
+    assert_eq!(book.next_wakeup(), Some(now + 6 * SEC));
+    let effects = tick(&mut book, now + 6 * SEC);
+    assert!(matches!(&effects[..], [Effect::RunProbe { probe: Probe::Health(_), .. }]), "{effects:?}");
+    let failed = Input::Health { task_id: "h".into(), result: Err("refused".into()) };
+    assert_eq!(signals(&book.step(failed, now + 6 * SEC)), [("h".into(), Signal::Term)]);
+    // Drop-in mode does not pause (upstream's command executor has no such rule).
+    let (mut book, t0) = running(Mode::Command, "c", false);
+    book.step(Input::Disconnected, t0);
+    assert!(!book.paused);
+}
+
+#[test]
+fn hostile_delays_and_intervals_from_the_wire_do_not_overflow_the_clock() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    let mut t = task("far");
+    t.health_check =
+        Some(HealthCheck { delay_seconds: Some(1e300), interval_seconds: Some(f64::MAX), ..health_check(1) });
+    t.check = Some(CheckInfo {
+        r#type: Some(check_info::Type::Command as i32),
+        delay_seconds: Some(1e19),
+        interval_seconds: Some(1e19),
+        ..Default::default()
+    });
+    t.max_completion_time = Some(DurationInfo { nanoseconds: i64::MAX });
+    t.kill_policy = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: i64::MAX }) });
+    book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
+    assert_eq!(reports(&up(&mut book, "far", now)), [st("far", TaskState::TaskRunning)]);
+    // A delay past what a Duration holds reads as none (health::seconds); 1e19 s and
+    // 292 years are clamped to the far future.
+    assert_eq!(book.next_wakeup(), Some(now), "the health check at once");
+    book.step(Input::Health { task_id: "far".into(), result: Ok(()) }, now);
+    book.step(Input::Check { task_id: "far".into(), status: None }, now);
+    let policy = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: i64::MAX }) });
+    book.step(Input::Kill { task_id: "far".into(), policy }, now);
+    assert!(book.next_wakeup().is_some_and(|at| at > now));
 }

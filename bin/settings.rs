@@ -1,0 +1,444 @@
+//! The daemon's flags (with their `MESOS_*` environment variables) and the executor's
+//! environment, validated into one [`Settings`] value before anything starts: a bad
+//! value is a [`UsageError`] naming it, and the daemon exits 64.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, ValueEnum};
+use mesos_executor::{ContentType, DriverConfig, ExecutorEnv, proto::v1::CommandInfo, wire};
+use tracing::warn;
+
+use crate::{
+    EX_USAGE, fetch, logrotate, state_file,
+    supervisor::{Mode, SupervisorConfig},
+    task_flags,
+};
+
+/// What `--help` says after the flags: what the agent must provide, and what the exit
+/// status means.
+const AFTER_HELP: &str = "\
+Environment (set by the Mesos agent):
+  required: MESOS_FRAMEWORK_ID, MESOS_EXECUTOR_ID, and MESOS_SLAVE_PID (or
+            MESOS_AGENT_ENDPOINT); MESOS_DIRECTORY or MESOS_SANDBOX for the sandbox
+  optional: MESOS_CHECKPOINT (1/0), MESOS_RECOVERY_TIMEOUT (15mins),
+            MESOS_SUBSCRIPTION_BACKOFF_MAX (2secs), MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD
+            (5secs), MESOS_EXECUTOR_AUTHENTICATION_TOKEN, MESOS_DOMAIN_SOCKET,
+            LIBPROCESS_SSL_* (https)
+
+Exit status:
+  0   normal end: the task is done (drop-in mode), SHUTDOWN from the agent, or
+      SIGTERM/SIGINT
+  1   the agent was lost, never reached, or refused us; or the shutdown grace
+      period passed
+  64  bad usage: an unknown flag, a bad flag value, or a bad MESOS_* variable
+  70  internal failure: the runtime cannot start";
+
+/// Runs Mesos tasks: a drop-in for the agent's command executor, or a framework's
+/// custom executor for commands and task groups. Every flag can also be given as the
+/// environment variable named in brackets, as stout flags can.
+#[derive(Debug, Parser)]
+#[command(name = "mesos-executor", version, after_help = AFTER_HELP)]
+pub struct Args {
+    /// Directory of Mesos helper programs. The agent passes it when it starts its
+    /// command executor; its presence selects the drop-in command executor mode.
+    #[arg(long = "launcher_dir", alias = "launcher-dir", env = "MESOS_LAUNCHER_DIR")]
+    launcher_dir: Option<PathBuf>,
+    /// The sandbox path inside the task's container (image tasks only; unused here).
+    #[arg(long = "sandbox_directory", alias = "sandbox-directory", env = "MESOS_SANDBOX_DIRECTORY")]
+    sandbox_directory: Option<PathBuf>,
+    /// Working directory of tasks (default: the sandbox, MESOS_SANDBOX; in custom mode
+    /// each task's own directory beneath it).
+    #[arg(long = "working_directory", alias = "working-directory", env = "MESOS_WORKING_DIRECTORY")]
+    working_directory: Option<PathBuf>,
+    /// Root filesystem of an image task. Images are not supported: such tasks get
+    /// TASK_ERROR.
+    #[arg(long, env = "MESOS_ROOTFS")]
+    rootfs: Option<PathBuf>,
+    /// Run tasks as this user when their CommandInfo names none (needs root).
+    #[arg(long, env = "MESOS_USER")]
+    user: Option<String>,
+    /// A CommandInfo in JSON that replaces the task's command (as upstream's flag).
+    #[arg(long = "task_command", alias = "task-command", env = "MESOS_TASK_COMMAND")]
+    task_command: Option<String>,
+    /// `command` (one task, exit after it) or `custom` (many tasks and task groups,
+    /// until SHUTDOWN). Default: `command` when --launcher_dir is given, else `custom`.
+    #[arg(long, value_enum, env = "MESOS_EXECUTOR_MODE")]
+    mode: Option<ModeArg>,
+    /// Encoding spoken to the agent.
+    #[arg(
+        long = "content_type",
+        alias = "content-type",
+        value_enum,
+        default_value = "protobuf",
+        env = "MESOS_EXECUTOR_CONTENT_TYPE"
+    )]
+    content_type: MediaArg,
+    /// Where to write the metrics in Prometheus text format (default:
+    /// `mesos-executor.prom` in the sandbox).
+    #[arg(long = "metrics_file", alias = "metrics-file", env = "MESOS_EXECUTOR_METRICS_FILE")]
+    metrics_file: Option<PathBuf>,
+    /// Interval between metrics file writes, as a stout duration (`10secs`, `500ms`).
+    #[arg(
+        long = "metrics_interval",
+        alias = "metrics-interval",
+        default_value = "10secs",
+        env = "MESOS_EXECUTOR_METRICS_INTERVAL"
+    )]
+    metrics_interval: String,
+    /// Also serve the metrics at `http://<address>/metrics` (off by default), such as
+    /// `127.0.0.1:9105`.
+    #[arg(long = "metrics_address", alias = "metrics-address", env = "MESOS_EXECUTOR_METRICS_ADDRESS")]
+    metrics_address: Option<std::net::SocketAddr>,
+    /// Idle time before TCP keepalive probes start on connections to the agent, as a
+    /// stout duration; a vanished agent host is noticed after about 2.5 times this.
+    #[arg(
+        long = "keepalive_idle",
+        alias = "keepalive-idle",
+        default_value = "10secs",
+        env = "MESOS_EXECUTOR_KEEPALIVE_IDLE"
+    )]
+    keepalive_idle: String,
+    /// Internal: run as the watchdog of the daemon with this pid.
+    #[arg(long, hide = true, requires = "watchdog_marker")]
+    pub watchdog: Option<u32>,
+    /// Internal: the task marker prefix the watchdog cleans up.
+    #[arg(long = "watchdog_marker", hide = true)]
+    pub watchdog_marker: Option<String>,
+    /// A CA bundle (PEM) that task URI downloads trust besides the system's roots.
+    /// Downloads never use the agent link's TLS settings.
+    #[arg(long = "fetcher_ca_file", alias = "fetcher-ca-file", env = "MESOS_EXECUTOR_FETCHER_CA_FILE")]
+    fetcher_ca_file: Option<PathBuf>,
+    /// How long a task URI download may send no byte before it fails, as a stout
+    /// duration (upstream's agent flag of the same name).
+    #[arg(
+        long = "fetcher_stall_timeout",
+        alias = "fetcher-stall-timeout",
+        default_value = "1mins",
+        env = "MESOS_EXECUTOR_FETCHER_STALL_TIMEOUT"
+    )]
+    fetcher_stall_timeout: String,
+    /// An Environment in JSON that the agent's isolators computed for the task (resolved
+    /// secrets, ...), over the executor's environment and under the task's own.
+    #[arg(long = "task_environment", alias = "task-environment", env = "MESOS_TASK_ENVIRONMENT")]
+    task_environment: Option<String>,
+    /// Supplementary group ids for the task, comma-separated (needs root).
+    #[arg(
+        long = "task_supplementary_groups",
+        alias = "task-supplementary-groups",
+        env = "MESOS_TASK_SUPPLEMENTARY_GROUPS"
+    )]
+    task_supplementary_groups: Option<String>,
+    /// A CapabilityInfo in JSON: the task's effective capabilities (needs root).
+    #[arg(long = "effective_capabilities", alias = "effective-capabilities", env = "MESOS_EFFECTIVE_CAPABILITIES")]
+    effective_capabilities: Option<String>,
+    /// A CapabilityInfo in JSON: the task's bounding set (needs root).
+    #[arg(long = "bounding_capabilities", alias = "bounding-capabilities", env = "MESOS_BOUNDING_CAPABILITIES")]
+    bounding_capabilities: Option<String>,
+    /// The slave end of a TTY: the task's stdin, stdout and stderr, and its controlling
+    /// terminal in a session of its own.
+    #[arg(long = "tty_slave_path", alias = "tty-slave-path", env = "MESOS_TTY_SLAVE_PATH")]
+    tty_slave_path: Option<String>,
+    /// The containerizer's launch info for the task, in JSON (environment, working
+    /// directory, groups, capabilities and TTY are honoured; anything else refuses tasks).
+    #[arg(long = "task_launch_info", alias = "task-launch-info", env = "MESOS_TASK_LAUNCH_INFO")]
+    task_launch_info: Option<String>,
+    /// Log format on stderr.
+    #[arg(
+        long = "log_format",
+        alias = "log-format",
+        value_enum,
+        default_value = "human",
+        env = "MESOS_EXECUTOR_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// Most tasks running at once (off by default): a LAUNCH over it, or a LAUNCH_GROUP
+    /// that would cross it, gets TASK_FAILED (REASON_CONTAINER_LIMITATION) at once.
+    #[arg(long = "max_tasks", alias = "max-tasks", env = "MESOS_EXECUTOR_MAX_TASKS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_tasks: Option<u32>,
+    /// Where the state file for operators goes (default: `mesos-executor-state.json` in
+    /// the sandbox).
+    #[arg(long = "state_file", alias = "state-file", env = "MESOS_EXECUTOR_STATE_FILE")]
+    state_file: Option<PathBuf>,
+    /// Rotate each task's stdout and stderr at this size (custom mode), a stout byte size
+    /// such as `10MB`; off by default, as upstream's files.
+    #[arg(long = "task_log_max_size", alias = "task-log-max-size", env = "MESOS_EXECUTOR_TASK_LOG_MAX_SIZE")]
+    task_log_max_size: Option<String>,
+    /// Rotated files kept beside the current `stdout` and `stderr` (with
+    /// `--task_log_max_size`).
+    #[arg(
+        long = "task_log_max_files",
+        alias = "task-log-max-files",
+        env = "MESOS_EXECUTOR_TASK_LOG_MAX_FILES",
+        default_value_t = 5
+    )]
+    task_log_max_files: usize,
+    #[command(subcommand)]
+    pub command: Option<Sub>,
+}
+
+/// What else the binary does.
+#[derive(Debug, clap::Subcommand)]
+pub enum Sub {
+    /// Print an executor's state file as a table.
+    State {
+        /// The executor's sandbox (its state file is `mesos-executor-state.json` there).
+        #[arg(long)]
+        sandbox: Option<PathBuf>,
+        /// The state file itself.
+        #[arg(long = "state_file", alias = "state-file")]
+        state_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Command,
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MediaArg {
+    Protobuf,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A flag or variable with a bad value; the message names it.
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The flags, or the exit for `--help`, `--version` (0) and bad usage (64, where
+/// clap would say 2); with the flags dropped as unknown (`task_flags.rs`).
+pub fn parse_args() -> Result<(Args, Vec<String>), ExitCode> {
+    use clap::CommandFactory;
+    let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let (argv, dropped) = task_flags::drop_unknown(argv, &task_flags::known_flags(&Args::command()));
+    let args = Args::try_parse_from(argv).map_err(|e| {
+        let _ = e.print();
+        match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+            _ => ExitCode::from(EX_USAGE),
+        }
+    })?;
+    Ok((args, dropped))
+}
+
+/// A flag holding a stout duration of at least `min`.
+fn duration_flag(name: &str, value: &str, min: Duration) -> Result<Duration, UsageError> {
+    match mesos_executor::env::parse_duration(value) {
+        Ok(d) if d >= min => Ok(d),
+        Ok(_) => Err(UsageError(format!("--{name}={value:?} is shorter than {min:?}"))),
+        Err(why) => Err(UsageError(format!("--{name}={value:?} is not a duration such as 10secs or 500ms ({why})"))),
+    }
+}
+
+/// Everything the daemon was asked to do, validated.
+#[derive(Debug)]
+pub struct Settings {
+    pub mode: Mode,
+    /// The agent's variables.
+    pub env: ExecutorEnv,
+    pub content_type: ContentType,
+    pub task_flags: task_flags::TaskFlags,
+    /// `--task_command`.
+    pub task_command: Option<CommandInfo>,
+    pub metrics_file: Option<PathBuf>,
+    pub metrics_interval: Duration,
+    /// `--metrics_address`: serve the metrics there too.
+    pub metrics_address: Option<SocketAddr>,
+    pub keepalive_idle: Duration,
+    pub fetcher_stall: Duration,
+    pub fetcher_ca_file: Option<PathBuf>,
+    pub log_rotation: Option<logrotate::Rotation>,
+    /// The executor's sandbox.
+    pub sandbox: PathBuf,
+    pub working_directory: Option<PathBuf>,
+    pub user: Option<String>,
+    pub max_tasks: Option<usize>,
+    pub state_file: PathBuf,
+}
+
+impl Settings {
+    /// Checks every flag and the executor's environment.
+    ///
+    /// # Errors
+    /// The first bad value, named.
+    pub fn validate(args: Args) -> Result<Settings, UsageError> {
+        let raw = task_flags::Raw {
+            rootfs: args.rootfs.as_deref().and_then(|p| p.to_str()),
+            sandbox_directory: args.sandbox_directory.as_deref().and_then(|p| p.to_str()),
+            task_environment: args.task_environment.as_deref(),
+            task_supplementary_groups: args.task_supplementary_groups.as_deref(),
+            effective_capabilities: args.effective_capabilities.as_deref(),
+            bounding_capabilities: args.bounding_capabilities.as_deref(),
+            tty_slave_path: args.tty_slave_path.as_deref(),
+            task_launch_info: args.task_launch_info.as_deref(),
+        };
+        let task_flags = task_flags::TaskFlags::parse(&raw).map_err(|e| UsageError(e.to_string()))?;
+        if let Some(refusal) = &task_flags.refusal {
+            warn!(%refusal, "tasks will be refused");
+        }
+        let env = ExecutorEnv::from_process().map_err(|e| UsageError(format!("bad executor environment: {e}")))?;
+        let task_command = args
+            .task_command
+            .as_deref()
+            .map(|json| wire::decode::<CommandInfo>(json.as_bytes(), ContentType::Json))
+            .transpose()
+            .map_err(|e| UsageError(format!("--task_command is not a CommandInfo in JSON: {e}")))?;
+        let fetcher_stall =
+            duration_flag("fetcher_stall_timeout", &args.fetcher_stall_timeout, Duration::from_millis(1))?;
+        let metrics_interval = duration_flag("metrics_interval", &args.metrics_interval, Duration::from_millis(1))?;
+        let keepalive_idle = duration_flag("keepalive_idle", &args.keepalive_idle, Duration::from_secs(1))?;
+        let log_rotation = args
+            .task_log_max_size
+            .as_deref()
+            .map(logrotate::parse_bytes)
+            .transpose()
+            .map_err(|e| UsageError(format!("--task_log_max_size: {e}")))?
+            .map(|max_size| logrotate::Rotation { max_size, max_files: args.task_log_max_files });
+        let mode = match args.mode {
+            Some(ModeArg::Command) => Mode::Command,
+            Some(ModeArg::Custom) => Mode::Custom,
+            None if args.launcher_dir.is_some() => Mode::Command,
+            None => Mode::Custom,
+        };
+        if log_rotation.is_some() && mode == Mode::Command {
+            warn!("--task_log_max_size is for custom mode: a drop-in task's output is the executor's own");
+        }
+        // The executor's sandbox; tasks run in it (drop-in) or in directories of their
+        // own beneath it (custom), unless the operator names a working directory.
+        let sandbox =
+            env.sandbox.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| PathBuf::from("."));
+        let working_directory = args.working_directory.clone().or_else(|| task_flags.working_directory.clone());
+        let state_file = args.state_file.unwrap_or_else(|| sandbox.join(state_file::FILE_NAME));
+        Ok(Settings {
+            mode,
+            env,
+            content_type: match args.content_type {
+                MediaArg::Protobuf => ContentType::Protobuf,
+                MediaArg::Json => ContentType::Json,
+            },
+            task_flags,
+            task_command,
+            metrics_file: args.metrics_file,
+            metrics_interval,
+            metrics_address: args.metrics_address,
+            keepalive_idle,
+            fetcher_stall,
+            fetcher_ca_file: args.fetcher_ca_file,
+            log_rotation,
+            sandbox,
+            working_directory,
+            user: args.user,
+            max_tasks: args.max_tasks.and_then(|n| usize::try_from(n).ok()),
+            state_file,
+        })
+    }
+
+    /// The driver's configuration and the supervisor's, for the run marked `nonce`.
+    ///
+    /// # Errors
+    /// The tasks metric cannot be registered (an internal failure).
+    pub fn configs(self, nonce: &str) -> Result<(DriverConfig, SupervisorConfig), String> {
+        let mut config = DriverConfig::new(self.env);
+        if let Some(path) = self.metrics_file {
+            config.metrics_file = Some(path);
+        }
+        config.metrics_interval = self.metrics_interval;
+        config.keepalive_idle = self.keepalive_idle;
+        config.content_type = self.content_type;
+        // Per user, outside every task's directory; off in drop-in mode (one task).
+        let fetch_cache = (self.mode == Mode::Custom).then(|| self.sandbox.join(".fetcher-cache"));
+        let helper = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+        let tasks_gauge = tasks_gauge(&config.metrics).map_err(|e| format!("cannot register the tasks metric: {e}"))?;
+        let supervisor = SupervisorConfig {
+            mode: self.mode,
+            sandbox: self.sandbox,
+            working_directory: self.working_directory,
+            task_command: self.task_command,
+            user: self.user,
+            shutdown_grace: config.env.shutdown_grace_period,
+            nonce: nonce.to_owned(),
+            max_tasks: self.max_tasks,
+            helper: helper.clone(),
+            log_rotation: self.log_rotation,
+            fetcher: fetch::Fetcher::new(
+                helper,
+                fetch::Limits { stall: self.fetcher_stall, ..fetch::Limits::default() },
+                self.fetcher_ca_file,
+                fetch_cache,
+            ),
+            task_flags: self.task_flags,
+            state_file: self.state_file,
+            executor_id: config.env.executor_id.clone(),
+            framework_id: config.env.framework_id.clone(),
+            base_env: base_env(),
+            tasks_gauge,
+        };
+        Ok((config, supervisor))
+    }
+}
+
+/// The process's own environment, once, at the edge: the base of every task's. A
+/// variable that is not UTF-8 cannot be passed on faithfully, so it is not.
+fn base_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => Some((k, v)),
+            (k, _) => {
+                warn!(variable = ?k, "an environment variable that is not UTF-8 is not passed to tasks");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The daemon's own metric family beside the driver's: tasks by latest state.
+fn tasks_gauge(
+    metrics: &mesos_executor::metrics::Metrics,
+) -> Result<mesos_executor::metrics::prometheus::IntGaugeVec, mesos_executor::metrics::prometheus::Error> {
+    use mesos_executor::metrics::prometheus::{IntGaugeVec, Opts};
+    let gauge = IntGaugeVec::new(Opts::new("tasks", "Tasks of this executor by latest state."), &["state"])?;
+    metrics.register(Box::new(gauge.clone()))?;
+    Ok(gauge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags_name_the_flag_and_the_bad_value() {
+        assert_eq!(
+            duration_flag("keepalive_idle", "10secs", Duration::from_secs(1)).ok(),
+            Some(Duration::from_secs(10))
+        );
+        let short = duration_flag("keepalive_idle", "500ms", Duration::from_secs(1)).unwrap_err().to_string();
+        assert!(short.contains("--keepalive_idle=\"500ms\"") && short.contains("shorter"), "{short}");
+        let bad = duration_flag("metrics_interval", "soon", Duration::ZERO).unwrap_err().to_string();
+        assert!(bad.contains("--metrics_interval=\"soon\"") && bad.contains("not a duration"), "{bad}");
+    }
+
+    #[test]
+    fn the_flags_parse_as_the_agent_passes_them() {
+        let args = Args::try_parse_from(["mesos-executor", "--mode=custom", "--max_tasks=3", "--log_format=json"])
+            .expect("valid flags");
+        assert!(matches!(args.mode, Some(ModeArg::Custom)));
+        assert_eq!(args.max_tasks, Some(3));
+        assert!(matches!(args.log_format, LogFormat::Json));
+        assert!(Args::try_parse_from(["mesos-executor", "--max_tasks=0"]).is_err(), "at least one task");
+    }
+}

@@ -1,0 +1,25 @@
+//! The daemon's own signals: the first SIGTERM or SIGINT asks the driver for a graceful
+//! shutdown (the tasks are killed and reported, exit 0); a second aborts.
+
+use mesos_executor::DriverHandle;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+/// Waits for SIGTERM or SIGINT and shuts the driver down; on a second, aborts it.
+/// Without the signal handlers (which cannot fail on Linux in practice) it logs and
+/// returns.
+pub async fn shut_down_on_signals(driver: DriverHandle) {
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            warn!(error = %e, "cannot handle SIGTERM and SIGINT");
+            return;
+        }
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    info!("signal received: shutting down gracefully");
+    driver.request_shutdown();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    warn!("second signal: aborting");
+    driver.abort();
+}

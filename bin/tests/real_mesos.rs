@@ -741,7 +741,7 @@ fn harness_reaps_everything_when_the_test_process_is_killed() {
     }
     let exe = std::env::current_exe().expect("this test binary");
     let mut child = Command::new(exe)
-        .args(["--exact", "agent_restart::ours", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "agent_restart::ours", "--include-ignored", "--nocapture", "--test-threads=1"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0)

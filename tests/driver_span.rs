@@ -21,12 +21,15 @@ use tracing::{
     span::{Attributes, Id, Record},
 };
 
+/// An event's message, with the names of the spans entered on its thread.
+type Seen = (String, Vec<&'static str>);
+
 /// Records each event's message with the names of the spans entered on its thread.
 #[derive(Default, Clone)]
 struct Recorder {
     next: Arc<AtomicU64>,
     names: Arc<Mutex<std::collections::HashMap<u64, &'static str>>>,
-    events: Arc<Mutex<Vec<(String, Vec<&'static str>)>>>,
+    events: Arc<Mutex<Vec<Seen>>>,
 }
 
 thread_local! {

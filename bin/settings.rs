@@ -223,10 +223,17 @@ impl std::error::Error for UsageError {}
 /// The flags, or the exit for `--help`, `--version` (0) and bad usage (64, where
 /// clap would say 2); with the flags dropped as unknown (`task_flags.rs`).
 pub fn parse_args() -> Result<(Args, Vec<String>), ExitCode> {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, FromArgMatches};
     let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
     let (argv, dropped) = task_flags::drop_unknown(argv, &task_flags::known_flags(&Args::command()));
-    let args = Args::try_parse_from(argv).map_err(|e| {
+    let mut command = Args::command();
+    if drop_in(&argv) {
+        // Upstream's command executor reads its flags from its command line alone, and
+        // the agent merges the task's own environment into a drop-in's: a task variable
+        // named like a flag (MESOS_USER, MESOS_TASK_COMMAND, ...) must change nothing.
+        command = command.mut_args(|arg| arg.env(None::<&'static str>));
+    }
+    let args = command.try_get_matches_from(argv).and_then(|m| Args::from_arg_matches(&m)).map_err(|e| {
         let _ = e.print();
         match e.kind() {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
@@ -234,6 +241,17 @@ pub fn parse_args() -> Result<(Args, Vec<String>), ExitCode> {
         }
     })?;
     Ok((args, dropped))
+}
+
+/// Whether the command line makes this a drop-in command executor: `--launcher_dir`
+/// (as the agent starts one) or `--mode=command`.
+fn drop_in(argv: &[String]) -> bool {
+    let flagged = |a: &String| {
+        ["--launcher_dir", "--launcher-dir"].iter().any(|f| a == f || a.starts_with(&format!("{f}=")))
+            || a == "--mode=command"
+    };
+    let args = argv.get(1..).unwrap_or_default();
+    args.iter().any(flagged) || args.windows(2).any(|w| w[0] == "--mode" && w[1] == "command")
 }
 
 /// A flag holding a stout duration of at least `min`.
@@ -440,5 +458,15 @@ mod tests {
         assert_eq!(args.max_tasks, Some(3));
         assert!(matches!(args.log_format, LogFormat::Json));
         assert!(Args::try_parse_from(["mesos-executor", "--max_tasks=0"]).is_err(), "at least one task");
+    }
+
+    #[test]
+    fn drop_in_is_told_by_the_command_line() {
+        let argv = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+        assert!(drop_in(&argv(&["x", "--launcher_dir=/usr/libexec/mesos"])));
+        assert!(drop_in(&argv(&["x", "--launcher-dir", "/usr/libexec/mesos"])));
+        assert!(drop_in(&argv(&["x", "--mode", "command"])));
+        assert!(!drop_in(&argv(&["x", "--mode=custom"])));
+        assert!(!drop_in(&argv(&["--launcher_dir=/x"])), "argv[0] is not a flag");
     }
 }

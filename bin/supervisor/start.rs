@@ -41,7 +41,12 @@ impl Supervisor {
         if spec.user.is_none() {
             spec.user.clone_from(&self.config.user);
         }
-        Ok(Prepared { spec, uris: command.uris })
+        // Drop-in: the agent's fetcher has put every CommandInfo URI in the sandbox
+        // before it started us (upstream `Slave::getExecutorInfo` copies them into the
+        // command executor's CommandInfo); fetching them again doubles the downloads
+        // and fails URIs only the agent's fetcher knows (hdfs://, s3://, ...).
+        let uris = if self.config.mode == Mode::Command { Vec::new() } else { command.uris };
+        Ok(Prepared { spec, uris })
     }
 
     /// Prepares every member of a group, and, when all are valid, tells each of them

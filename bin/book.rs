@@ -406,7 +406,17 @@ impl TaskBook {
         let (healthy, check_status) = match self.tasks.get_mut(task_id) {
             Some(task) => {
                 task.state = state;
-                (task.healthy, task.check_status)
+                // As upstream's command executor: `healthy` rides on the health check's
+                // own updates, and on the terminal update of a task its health check
+                // killed; never on TASK_KILLING, nor on the end of a task killed
+                // otherwise (the real-agent tests compare them update by update).
+                let by_health = task.killing.as_ref().is_some_and(|k| k.reason == KillReason::HealthCheck);
+                let healthy = match reason {
+                    Some(Reason::TaskHealthCheckStatusUpdated) => task.healthy,
+                    _ if state.is_terminal() && by_health => Some(false),
+                    _ => None,
+                };
+                (healthy, task.check_status)
             }
             None => (None, None),
         };

@@ -151,17 +151,18 @@ impl TaskBook {
         let Some(tracker) = &mut task.tracker else { return };
         match tracker.observe(result.is_ok(), now) {
             Verdict::Quiet => {}
+            // Upstream's health updates carry `healthy` and no message.
             Verdict::Report(healthy) => {
                 task.healthy = Some(healthy);
                 let reason = Some(Reason::TaskHealthCheckStatusUpdated);
-                self.report(out, id, TaskState::TaskRunning, result.err(), reason);
+                self.report(out, id, TaskState::TaskRunning, None, reason);
             }
             Verdict::Kill => {
                 // Upstream's command executor reports the failure that reaches the limit
                 // too (RUNNING, healthy false), then kills.
                 task.healthy = Some(false);
                 let reason = Some(Reason::TaskHealthCheckStatusUpdated);
-                self.report(out, id, TaskState::TaskRunning, result.err(), reason);
+                self.report(out, id, TaskState::TaskRunning, None, reason);
                 let grace = self.grace(id, None);
                 self.kill(id, grace, KillReason::HealthCheck, now, out);
             }

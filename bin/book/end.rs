@@ -124,7 +124,8 @@ impl TaskBook {
             }
             (Ok(exit), Some(_)) => (TaskState::TaskKilled, exit.message(), None),
             (Ok(Exit::Code(0)), None) => (TaskState::TaskFinished, Exit::Code(0).message(), None),
-            (Ok(exit), None) => (TaskState::TaskFailed, exit.message(), Some(Reason::CommandExecutorFailed)),
+            // Upstream's command executor sets no reason on a failed command (`reaped`).
+            (Ok(exit), None) => (TaskState::TaskFailed, exit.message(), None),
         };
         out.push(Effect::Quiet { task_id: id.to_owned() });
         // Its leftovers go before the update says it ended.

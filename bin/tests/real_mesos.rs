@@ -139,11 +139,7 @@ fn failure_reason(c: &mut Cluster, id: &str) {
     let failed = o.last(id, "TASK_FAILED");
     assert_eq!(failed.reason, None, "{}", o.text);
 }
-both!(
-    failure_reason,
-    difference =
-        "known difference, issue 20: ours sets REASON_COMMAND_EXECUTOR_FAILED on TASK_FAILED, upstream no reason"
-);
+both!(failure_reason);
 
 /// TASK_KILLING before TASK_KILLED: `mesos-execute` always has TASK_KILLING_STATE.
 /// While the task runs, the agent's `/containers` lists its executor's container.
@@ -391,10 +387,7 @@ fn health_unhealthy_updates(c: &mut Cluster, id: &str) {
     ];
     assert_eq!(seen, expected, "{}", o.text);
 }
-both!(
-    health_unhealthy_updates,
-    difference = "known difference, issue 20: ours marks TASK_KILLING healthy=false (4 unhealthy updates vs 3) and gives unhealthy updates a message"
-);
+both!(health_unhealthy_updates);
 
 /// Upstream's updates for a healthy task the framework kills: the health check's
 /// TASK_RUNNING carries `healthy: true`; TASK_KILLING and TASK_KILLED carry no `healthy`
@@ -414,10 +407,7 @@ fn health_healthy_updates(c: &mut Cluster, id: &str) {
     ];
     assert_eq!(seen, expected, "{}", o.text);
 }
-both!(
-    health_healthy_updates,
-    difference = "known difference, issue 20: ours carries the last health (healthy=true) on TASK_KILLING and TASK_KILLED of a task the framework killed"
-);
+both!(health_healthy_updates);
 
 fn health_command_healthy(c: &mut Cluster, id: &str) {
     healthy(c, id, Kind::Command);

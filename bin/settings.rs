@@ -98,6 +98,11 @@ pub struct Args {
         env = "MESOS_EXECUTOR_KEEPALIVE_IDLE"
     )]
     keepalive_idle: String,
+    /// How long the executor waits for the acknowledgement of its last updates when it
+    /// ends on its own (a drop-in whose task is done), as a stout duration; still
+    /// unacknowledged then, it exits 1, as upstream's command executor does after 60 s.
+    #[arg(long = "ack_timeout", alias = "ack-timeout", default_value = "60secs", env = "MESOS_EXECUTOR_ACK_TIMEOUT")]
+    ack_timeout: String,
     /// Internal: run as the watchdog of the daemon with this pid.
     #[arg(long, hide = true, requires = "watchdog_marker")]
     pub watchdog: Option<u32>,
@@ -278,6 +283,8 @@ pub struct Settings {
     /// `--metrics_address`: serve the metrics there too.
     pub metrics_address: Option<SocketAddr>,
     pub keepalive_idle: Duration,
+    /// `--ack_timeout`.
+    pub ack_timeout: Duration,
     pub fetcher_stall: Duration,
     pub fetcher_ca_file: Option<PathBuf>,
     pub log_rotation: Option<logrotate::Rotation>,
@@ -320,6 +327,7 @@ impl Settings {
             duration_flag("fetcher_stall_timeout", &args.fetcher_stall_timeout, Duration::from_millis(1))?;
         let metrics_interval = duration_flag("metrics_interval", &args.metrics_interval, Duration::from_millis(1))?;
         let keepalive_idle = duration_flag("keepalive_idle", &args.keepalive_idle, Duration::from_secs(1))?;
+        let ack_timeout = duration_flag("ack_timeout", &args.ack_timeout, Duration::from_millis(1))?;
         let log_rotation = args
             .task_log_max_size
             .as_deref()
@@ -355,6 +363,7 @@ impl Settings {
             metrics_interval,
             metrics_address: args.metrics_address,
             keepalive_idle,
+            ack_timeout,
             fetcher_stall,
             fetcher_ca_file: args.fetcher_ca_file,
             log_rotation,
@@ -377,6 +386,7 @@ impl Settings {
         }
         config.metrics_interval = self.metrics_interval;
         config.keepalive_idle = self.keepalive_idle;
+        config.stop_timeout = self.ack_timeout;
         config.content_type = self.content_type;
         // Per user, outside every task's directory; off in drop-in mode (one task).
         let fetch_cache = (self.mode == Mode::Custom).then(|| self.sandbox.join(".fetcher-cache"));

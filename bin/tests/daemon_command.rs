@@ -139,3 +139,17 @@ fn bad_configuration_exits_64_naming_what_is_wrong() {
     assert_eq!(code, Some(64));
     assert!(stderr.contains("--task_command"), "{stderr}");
 }
+
+/// Upstream's command executor waits 60 s for the acknowledgement of its terminal update
+/// and exits 1 without it (`src/launcher/executor.cpp` `selfTerminate`); ours exited 0.
+/// Here with `--ack_timeout=500ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_update_never_acknowledged_is_exit_one() {
+    let config = AgentConfig { ack_policy: fake_agent::AckPolicy::Withhold, ..AgentConfig::default() };
+    let d = start(config, &["--launcher_dir=/usr/libexec/mesos", "--ack_timeout=500ms"]).await;
+    d.agent.agent.launch(shell_task("t1", "true"));
+    d.update("t1", TaskState::TaskFinished).await;
+    let asked = std::time::Instant::now();
+    assert_eq!(d.exit().await, "exited with status 1");
+    assert!(asked.elapsed() < std::time::Duration::from_secs(5), "after the ack timeout: {:?}", asked.elapsed());
+}

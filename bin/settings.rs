@@ -383,6 +383,10 @@ impl Settings {
         let mut config = DriverConfig::new(self.env);
         if let Some(path) = self.metrics_file {
             config.metrics_file = Some(path);
+        } else if self.mode == Mode::Command {
+            // A drop-in's environment holds the task's variables: a task must not choose
+            // where the daemon (root) writes (MESOS_EXECUTOR_METRICS_FILE=/etc/...).
+            config.metrics_file = Some(self.sandbox.join(mesos_executor::metrics::DEFAULT_FILE_NAME));
         }
         config.metrics_interval = self.metrics_interval;
         config.keepalive_idle = self.keepalive_idle;

@@ -15,7 +15,9 @@ async fn task_variables_named_like_flags_change_nothing_in_drop_in_mode() {
     let out = tempfile::tempdir().unwrap();
     let hijacked = out.path().join("hijacked");
     let ran = out.path().join("ran");
+    let planted = out.path().join("metrics-where-the-task-says");
     let vars = [
+        ("MESOS_EXECUTOR_METRICS_FILE", planted.display().to_string()),
         ("MESOS_TASK_COMMAND", format!(r#"{{"value": "touch {}"}}"#, hijacked.display())),
         ("MESOS_USER", "nobody".to_owned()),
         ("MESOS_ROOTFS", "/no/such/rootfs".to_owned()),
@@ -33,4 +35,6 @@ async fn task_variables_named_like_flags_change_nothing_in_drop_in_mode() {
     let uid = std::fs::read_to_string(&ran).unwrap_or_default();
     let me = nix::unistd::getuid().as_raw().to_string();
     assert_eq!(uid.trim(), me, "MESOS_USER from the environment changed the task's user");
+    assert!(!planted.exists(), "the task's MESOS_EXECUTOR_METRICS_FILE chose where the daemon writes");
+    assert!(d.sandbox.join("mesos-executor.prom").exists(), "the metrics file is in the sandbox");
 }

@@ -116,6 +116,8 @@ pub enum KillReason {
     HealthCheck,
     /// The executor is shutting down.
     Shutdown,
+    /// The executor's own process was asked to stop (SIGTERM, SIGINT).
+    Stopped,
     /// Another member of its group failed or was killed.
     GroupMember,
     /// It ran past `max_completion_time`.
@@ -175,6 +177,9 @@ pub enum Input {
     Kill { task_id: String, policy: Option<KillPolicy> },
     /// The executor must shut down.
     Shutdown,
+    /// The executor's own process was asked to stop (a signal): as [`Input::Shutdown`],
+    /// and the tasks' terminal updates say so.
+    StopRequested,
     /// A task's process ended.
     Exited { task_id: String, exit: Result<Exit, String> },
     /// The clock reached [`TaskBook::next_wakeup`] (or passed it).
@@ -341,7 +346,8 @@ impl TaskBook {
             Input::Spawned { task_id, result } => self.spawned(&task_id, result, now, &mut out),
             Input::NotStarted { task_ids, member, error } => self.not_started(&task_ids, &member, &error, &mut out),
             Input::Kill { task_id, policy } => self.kill_requested(&task_id, policy.as_ref(), now, &mut out),
-            Input::Shutdown => self.shutdown(now, &mut out),
+            Input::Shutdown => self.shutdown(KillReason::Shutdown, now, &mut out),
+            Input::StopRequested => self.shutdown(KillReason::Stopped, now, &mut out),
             Input::Exited { task_id, exit } => self.exited(&task_id, exit, now, &mut out),
             Input::Tick => self.tick(now, &mut out),
             Input::Health { task_id, result } => self.health(&task_id, result, now, &mut out),
@@ -436,7 +442,7 @@ impl TaskBook {
         out.push(Effect::Report(report));
     }
 
-    fn shutdown(&mut self, now: Instant, out: &mut Vec<Effect>) {
+    fn shutdown(&mut self, why: KillReason, now: Instant, out: &mut Vec<Effect>) {
         if self.shutting_down {
             return;
         }
@@ -446,7 +452,7 @@ impl TaskBook {
         let grace = self.shutdown_grace.saturating_sub(Duration::from_secs(2)).max(self.shutdown_grace / 2);
         let live: Vec<String> = self.tasks.iter().filter(|(_, t)| !t.done()).map(|(id, _)| id.clone()).collect();
         for id in live {
-            self.kill(&id, grace, KillReason::Shutdown, now, out);
+            self.kill(&id, grace, why, now, out);
         }
     }
 

@@ -76,7 +76,9 @@ impl Executor for CommandExecutor {
 
     fn shutdown(&mut self, _: &DriverHandle, reason: ShutdownReason) {
         info!(%reason, "shutdown");
-        self.send(Msg::Shutdown);
+        // A framework must be able to tell a signal to the executor from a kill it asked
+        // for: those tasks end with their own message and reason.
+        self.send(if reason == ShutdownReason::Requested { Msg::StopRequested } else { Msg::Shutdown });
     }
 
     fn error(&mut self, _: &DriverHandle, message: &str) {

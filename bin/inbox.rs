@@ -23,8 +23,10 @@ pub enum Msg {
     LaunchGroup(TaskGroupInfo),
     /// KILL.
     Kill { task_id: String, policy: Option<KillPolicy> },
-    /// SHUTDOWN (or the executor's own decision to end).
+    /// SHUTDOWN (or the agent lost for good).
     Shutdown,
+    /// The executor's own process was asked to stop (SIGTERM, SIGINT).
+    StopRequested,
 }
 
 /// The executor's end of the inbox.

@@ -205,6 +205,7 @@ impl Supervisor {
             Msg::LaunchGroup(group) => self.prepare_group(group.tasks),
             Msg::Kill { task_id, policy } => Input::Kill { task_id, policy },
             Msg::Shutdown => Input::Shutdown,
+            Msg::StopRequested => Input::StopRequested,
         };
         self.feed(input);
     }

@@ -122,6 +122,11 @@ impl TaskBook {
             (Ok(exit), Some(KillReason::MaxCompletion)) => {
                 (TaskState::TaskFailed, exit.message(), Some(Reason::MaxCompletionTimeReached))
             }
+            (Ok(exit), Some(KillReason::Stopped)) => (
+                TaskState::TaskKilled,
+                format!("{}: the executor was asked to stop (SIGTERM or SIGINT), not by the framework", exit.message()),
+                Some(Reason::ExecutorTerminated),
+            ),
             (Ok(exit), Some(_)) => (TaskState::TaskKilled, exit.message(), None),
             (Ok(Exit::Code(0)), None) => (TaskState::TaskFinished, Exit::Code(0).message(), None),
             // Upstream's command executor sets no reason on a failed command (`reaped`).

@@ -104,6 +104,9 @@ async fn graceful_on(signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(executor_pid as i32), signal).unwrap();
     let killed = d.update("t1", TaskState::TaskKilled).await;
     assert!(killed.message().contains("signal"), "{}", killed.message());
+    // A framework tells this from a kill it asked for (issue 22).
+    assert!(killed.message().contains("the executor was asked to stop"), "{}", killed.message());
+    assert_eq!(killed.reason(), mesos_executor::proto::v1::task_status::Reason::ExecutorTerminated);
     assert_eq!(d.exit().await, "exited with status 0");
     assert!(processes_matching(&marker).is_empty());
     let acked = support::ack_time(&d.agent.agent, "t1", TaskState::TaskKilled).expect("terminal update acknowledged");

@@ -23,7 +23,7 @@ mod supervisor;
 mod task_flags;
 mod watchdog;
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, os::unix::process::CommandExt, process::ExitCode, time::Duration};
 
 use mesos_executor::{DriverConfig, ExecutorDriver, executor::process, metrics::Metrics};
 use tracing::{info, warn};
@@ -105,7 +105,14 @@ fn main() -> ExitCode {
     let nonce = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     // Spawned from the main thread, which lives as long as the process: the watchdog's
     // parent-death signal fires when the daemon dies, however it dies.
-    let watchdog = std::process::Command::new("/proc/self/exe")
+    // Named for `ps` (argv[0] here, comm in watchdog.rs): a process run as
+    // `/proc/self/exe` with comm `exe` is what security tooling flags (runc's escape).
+    let program = std::env::current_exe()
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from("/proc/self/exe"));
+    let watchdog = std::process::Command::new(program)
+        .arg0(watchdog::NAME)
         .arg(format!("--watchdog={}", std::process::id()))
         .arg(format!("--watchdog_marker={nonce}/"))
         .stdin(std::process::Stdio::null())

@@ -10,8 +10,16 @@ use nix::{
     unistd::{Pid, getppid},
 };
 
+/// The watchdog's `argv[0]`, as `ps` shows it.
+pub const NAME: &str = "mesos-executor-watchdog";
+
+/// Its `comm` (15 bytes at most).
+const COMM: &std::ffi::CStr = c"mesos-watchdog";
+
 /// Runs the watchdog for the daemon `parent`, whose task markers start with `prefix`.
 pub fn run(parent: u32, prefix: &str) -> std::process::ExitCode {
+    // Best effort: a watchdog with its default name still works.
+    let _ = nix::sys::prctl::set_name(COMM);
     let mut signals = SigSet::empty();
     for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         signals.add(signal);

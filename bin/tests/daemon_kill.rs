@@ -175,3 +175,33 @@ async fn sigkill_of_the_daemon_leaves_no_task_behind() {
     }
     panic!("tasks outlived the killed executor: {:?} {:?}", processes_matching(&plain), processes_matching(&forked));
 }
+
+/// The watchdog names itself in `ps` (#22): `mesos-executor-watchdog` as argv[0] and
+/// `mesos-watchdog` as comm, never `/proc/self/exe` with comm `exe` (the pattern security
+/// tooling flags).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_names_itself() {
+    let d = start(fake_agent::AgentConfig::default(), &["--mode=custom"]).await;
+    let daemon = executor_pid(&d).to_string();
+    let mut found = None;
+    for _ in 0..100 {
+        found = d.agent.agent.container_members().into_iter().find(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().nth(1).map(str::to_owned))
+                == Some(daemon.clone())
+        });
+        let named = found.is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "mesos-watchdog")
+        });
+        if named {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = found.expect("the daemon's watchdog child");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv0 = String::from_utf8_lossy(cmdline.split(|b| *b == 0).next().unwrap_or_default()).into_owned();
+    assert_eq!(comm.trim(), "mesos-watchdog");
+    assert_eq!(argv0, "mesos-executor-watchdog");
+}

@@ -109,10 +109,10 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
     ServerName::try_from(host.to_owned()).map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))
 }
 
-/// Accepts any certificate (only with `LIBPROCESS_SSL_VERIFY_CERT=false`), but still
-/// checks the handshake signatures.
+/// Accepts any certificate (only with `LIBPROCESS_SSL_VERIFY_CERT=false`, and for HTTP
+/// checks as upstream's `curl -k`), but still checks the handshake signatures.
 #[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
+pub(crate) struct NoVerification(pub(crate) Arc<CryptoProvider>);
 
 impl ServerCertVerifier for NoVerification {
     fn verify_server_cert(

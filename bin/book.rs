@@ -57,8 +57,14 @@
 //! - Shutdown: every live task killed within the shutdown grace period (less 2 s for
 //!   the executor itself, as upstream, but at least half of it).
 //! - Finish: the driver is stopped once there is nothing left to do: in drop-in mode
-//!   when the one task has ended, in custom mode when every task has ended after a
-//!   shutdown.
+//!   when the one task has ended, in default mode when every task of the groups it was
+//!   given has ended (upstream `src/launcher/default_executor.cpp`, `waited`: the
+//!   executor shuts down once no container is left), in custom mode when every task has
+//!   ended after a shutdown.
+//! - Default mode: a LAUNCH (a lone task) shuts the executor down, without an update
+//!   for it, as upstream's default executor does (`received`, `Event::LAUNCH`); a member
+//!   killed for the group rule gets the default 3 s grace, not its own kill policy
+//!   (`waited` calls `kill(container)` with no grace period).
 
 mod checks;
 mod end;
@@ -103,6 +109,9 @@ fn after(now: Instant, duration: Duration) -> Instant {
 pub enum Mode {
     /// Drop-in for the agent's command executor: one task, exit once it is acknowledged.
     Command,
+    /// Drop-in for the agent's default executor (`mesos-default-executor`): task groups,
+    /// exit once every task has ended and its updates are acknowledged.
+    Default,
     /// A framework's custom executor: many tasks and task groups, until SHUTDOWN.
     Custom,
 }
@@ -340,6 +349,9 @@ impl TaskBook {
             }
             Input::Disconnected => self.pause(),
             Input::Reconnected => self.resume(now),
+            // Upstream's default executor: "LAUNCH event is not supported", and it shuts
+            // down (`DefaultExecutor::received`).
+            Input::Launch { .. } if self.mode == Mode::Default => self.shutdown(KillReason::Shutdown, now, &mut out),
             Input::Launch { task, spec } => self.launch(*task, spec, &mut out),
             Input::LaunchGroup { members, file } => self.launch_group(members, file, &mut out),
             Input::Fetched { task_id, result } => self.fetched(&task_id, result, now, &mut out),
@@ -462,7 +474,7 @@ impl TaskBook {
         }
         // Only when it can be the end: the book keeps every task it ever had.
         let can_end = match self.mode {
-            Mode::Command => self.launched || self.shutting_down,
+            Mode::Command | Mode::Default => self.launched || self.shutting_down,
             Mode::Custom => self.shutting_down,
         };
         let finished = can_end && self.tasks.values().all(Task::done);

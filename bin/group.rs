@@ -13,11 +13,16 @@
 //! | `MESOS_GROUP_<NAME>_PORTS` | that member's ports, comma-separated (unique names only) |
 //! | `MESOS_GROUP_<NAME>_ADDRESSES` | `host:port` for each of them, on the agent host |
 //! | `MESOS_GROUP_FILE` | the JSON file describing the group |
+//! | `MESOS_CONTAINER_IP` | the executor's IP address, as upstream's default executor gives its tasks ([`container_ip`]) |
 //!
 //! `<NAME>` is the member's name (its task id when it has none), upper-cased, with
 //! every character that is not an ASCII letter or digit turned into `_`.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::{IpAddr, Ipv4Addr, ToSocketAddrs},
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use mesos_executor::proto::v1::{TaskInfo, value};
 use serde::Serialize;
@@ -149,6 +154,46 @@ pub fn env(group: &Group, file: &Path) -> Vec<(String, String)> {
     vars
 }
 
+/// `MESOS_CONTAINER_IP`, set for every member.
+pub const CONTAINER_IP: &str = "MESOS_CONTAINER_IP";
+
+/// How long the host name may take to resolve when the agent gave no address.
+const RESOLVE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The address upstream's default executor gives its tasks as `MESOS_CONTAINER_IP`:
+/// its own libprocess address (`src/launcher/default_executor.cpp`, `_launchGroup`),
+/// which is `LIBPROCESS_ADVERTISE_IP`, else `LIBPROCESS_IP` (the agent passes its own
+/// `--ip` on), and when that is missing or `0.0.0.0`, the host name's first IPv4
+/// address (`3rdparty/libprocess/src/process.cpp`, `initialize`). `var` reads the
+/// executor's environment, `resolve` the host name; `None` when nothing gives one
+/// (upstream's executor would not start).
+pub fn container_ip(var: impl Fn(&str) -> Option<String>, resolve: impl FnOnce() -> Option<IpAddr>) -> Option<IpAddr> {
+    let parse = |name: &str| var(name).and_then(|v| v.trim().parse::<IpAddr>().ok());
+    let ip = parse("LIBPROCESS_ADVERTISE_IP").or_else(|| parse("LIBPROCESS_IP"));
+    match ip {
+        Some(ip) if !ip.is_unspecified() => Some(ip),
+        _ => resolve(),
+    }
+}
+
+/// The host name's first IPv4 address, resolved within [`RESOLVE_DEADLINE`] (a lookup
+/// still running then is left to end on its own thread).
+pub fn resolve_host_name() -> Option<IpAddr> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?.trim().to_owned();
+    if host.is_empty() {
+        return None;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("resolve-host-name".into())
+        .spawn(move || {
+            let first = (host.as_str(), 0).to_socket_addrs().ok().and_then(|mut a| a.find(|a| a.is_ipv4()));
+            let _ = tx.send(first.map(|a| a.ip()));
+        })
+        .ok()?;
+    rx.recv_timeout(RESOLVE_DEADLINE).ok().flatten().filter(|ip| *ip != IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
 /// `MEMBER_<digits>`: a variable name taken by a member's place.
 fn is_place(name: &str) -> bool {
     name.strip_prefix("MEMBER_").is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
@@ -240,6 +285,21 @@ mod tests {
         let long = describe(&[task(&"x".repeat(250), "x", &[])], "h");
         let name = file(&long, sandbox).path.file_name().unwrap().len();
         assert!(name <= 64, "a {name}-byte file name");
+    }
+
+    #[test]
+    fn the_container_ip_is_the_executor_s_libprocess_address() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        let resolved = || Some(IpAddr::from([10, 0, 0, 7]));
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        assert_eq!(container_ip(env(&[("LIBPROCESS_IP", "127.0.0.1")]), resolved), ip("127.0.0.1"));
+        let both = env(&[("LIBPROCESS_IP", "127.0.0.1"), ("LIBPROCESS_ADVERTISE_IP", "192.0.2.5")]);
+        assert_eq!(container_ip(both, resolved), ip("192.0.2.5"), "the advertised address wins");
+        assert_eq!(container_ip(env(&[("LIBPROCESS_IP", "0.0.0.0")]), resolved), ip("10.0.0.7"), "any: the host's");
+        assert_eq!(container_ip(env(&[]), resolved), ip("10.0.0.7"));
+        assert_eq!(container_ip(env(&[("LIBPROCESS_IP", "not an address")]), || None), None);
     }
 
     /// Names are not unique in Mesos: two members named `web` (or `web.a` and `web-a`)

@@ -133,7 +133,7 @@ fn main() -> ExitCode {
         if let Some(address) = metrics_address {
             serve_metrics(address, config.metrics.clone()).await;
         }
-        run(config, supervisor_config).await
+        run(config, supervisor_config, mode).await
     });
     // A name lookup abandoned at its deadline may still hold a blocking thread; the
     // exit must not wait for it.
@@ -158,7 +158,7 @@ async fn serve_metrics(address: SocketAddr, metrics: Metrics) {
     }
 }
 
-async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
+async fn run(config: DriverConfig, supervisor_config: SupervisorConfig, mode: supervisor::Mode) -> u8 {
     let mut parts = None;
     let driver = ExecutorDriver::with_handle(config, |handle| {
         let (executor, supervisor, inbox) = CommandExecutor::new(supervisor_config, handle);
@@ -181,7 +181,36 @@ async fn run(config: DriverConfig, supervisor_config: SupervisorConfig) -> u8 {
     if tokio::time::timeout(SUPERVISOR_JOIN_DEADLINE, supervisor).await.is_err() {
         warn!(deadline = ?SUPERVISOR_JOIN_DEADLINE, "the supervisor did not end in time");
     }
-    let code = if outcome.is_success() { 0 } else { 1 };
+    let code = exit_code(mode, &outcome);
     info!(%outcome, code, "executor ends");
     code
+}
+
+/// 0 for a normal end, else 1. Default mode, having stopped on its own, ends normally
+/// even with updates the agent never acknowledged: upstream's default executor
+/// terminates after its 60 s fail-safe and returns `EXIT_SUCCESS`
+/// (`src/launcher/default_executor.cpp`, `_shutdown`, `main`), where the command
+/// executor exits 1.
+fn exit_code(mode: supervisor::Mode, outcome: &mesos_executor::DriverOutcome) -> u8 {
+    let unacknowledged_only = outcome.status == mesos_executor::DriverStatus::Stopped
+        && outcome.reason.is_none()
+        && outcome.unacknowledged > 0;
+    if outcome.is_success() || (mode == supervisor::Mode::Default && unacknowledged_only) { 0 } else { 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use mesos_executor::{DriverOutcome, DriverStatus, ShutdownReason};
+
+    use super::{exit_code, supervisor::Mode};
+
+    #[test]
+    fn only_default_mode_ends_normally_with_updates_never_acknowledged() {
+        let stopped = |unacknowledged| DriverOutcome { status: DriverStatus::Stopped, reason: None, unacknowledged };
+        assert_eq!(exit_code(Mode::Default, &stopped(2)), 0, "upstream's default executor: EXIT_SUCCESS");
+        assert_eq!(exit_code(Mode::Command, &stopped(2)), 1, "upstream's command executor: EXIT_FAILURE");
+        assert_eq!(exit_code(Mode::Default, &stopped(0)), 0);
+        let lost = DriverOutcome { reason: Some(ShutdownReason::AgentLost), ..stopped(0) };
+        assert_eq!(exit_code(Mode::Default, &lost), 1, "a lost agent is still a failure");
+    }
 }

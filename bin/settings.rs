@@ -26,8 +26,8 @@ Environment (set by the Mesos agent):
             LIBPROCESS_SSL_* (https)
 
 Exit status:
-  0   normal end: the task is done (drop-in mode), SHUTDOWN from the agent, or
-      SIGTERM/SIGINT
+  0   normal end: the task is done (drop-in mode), every task group is done
+      (default mode), SHUTDOWN from the agent, or SIGTERM/SIGINT
   1   the agent was lost, never reached, or refused us; or the shutdown grace
       period passed
   64  bad usage: an unknown flag, a bad flag value, or a bad MESOS_* variable
@@ -60,8 +60,11 @@ pub struct Args {
     /// A CommandInfo in JSON that replaces the task's command (as upstream's flag).
     #[arg(long = "task_command", alias = "task-command", env = "MESOS_TASK_COMMAND")]
     task_command: Option<String>,
-    /// `command` (one task, exit after it) or `custom` (many tasks and task groups,
-    /// until SHUTDOWN). Default: `command` when --launcher_dir is given, else `custom`.
+    /// `command` (one task, exit after it), `default` (task groups, as upstream's
+    /// `mesos-default-executor`: exit after the last group) or `custom` (many tasks and
+    /// task groups, until SHUTDOWN). Default: `default` when the program is named
+    /// `mesos-default-executor`, else `command` when --launcher_dir is given, else
+    /// `custom`.
     #[arg(long, value_enum, env = "MESOS_EXECUTOR_MODE")]
     mode: Option<ModeArg>,
     /// Encoding spoken to the agent.
@@ -198,6 +201,7 @@ pub enum Sub {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ModeArg {
     Command,
+    Default,
     Custom,
 }
 
@@ -228,24 +232,55 @@ impl std::error::Error for UsageError {}
 /// The flags, or the exit for `--help`, `--version` (0) and bad usage (64, where
 /// clap would say 2); with the flags dropped as unknown (`task_flags.rs`).
 pub fn parse_args() -> Result<(Args, Vec<String>), ExitCode> {
-    use clap::{CommandFactory, FromArgMatches};
     let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
-    let (argv, dropped) = task_flags::drop_unknown(argv, &task_flags::known_flags(&Args::command()));
-    let mut command = Args::command();
-    if drop_in(&argv) {
-        // Upstream's command executor reads its flags from its command line alone, and
-        // the agent merges the task's own environment into a drop-in's: a task variable
-        // named like a flag (MESOS_USER, MESOS_TASK_COMMAND, ...) must change nothing.
-        command = command.mut_args(|arg| arg.env(None::<&'static str>));
-    }
-    let args = command.try_get_matches_from(argv).and_then(|m| Args::from_arg_matches(&m)).map_err(|e| {
+    parse_from(argv).map_err(|e| {
         let _ = e.print();
         match e.kind() {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
             _ => ExitCode::from(EX_USAGE),
         }
-    })?;
+    })
+}
+
+/// [`parse_args`] of `argv`: the mode named by the program (`mesos-default-executor`)
+/// unless `--mode` says otherwise, and no flag read from the environment in the modes
+/// the agent starts on its own.
+fn parse_from(argv: Vec<String>) -> Result<(Args, Vec<String>), clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let (argv, dropped) = task_flags::drop_unknown(argv, &task_flags::known_flags(&Args::command()));
+    let mut command = Args::command();
+    if drop_in(&argv) || default_executor(&argv) {
+        // Upstream's command and default executors read their flags from their command
+        // line alone, and the agent merges the task's own environment into a drop-in's:
+        // a task variable named like a flag (MESOS_USER, MESOS_TASK_COMMAND, ...) must
+        // change nothing.
+        command = command.mut_args(|arg| arg.env(None::<&'static str>));
+    }
+    let by_name = named_default_executor(&argv);
+    let mut args = command.try_get_matches_from(argv).and_then(|m| Args::from_arg_matches(&m))?;
+    if by_name && args.mode.is_none() {
+        args.mode = Some(ModeArg::Default);
+    }
     Ok((args, dropped))
+}
+
+/// The program's name (argv[0]'s file name) under which the agent starts its default
+/// executor: `<launcher_dir>/mesos-default-executor --launcher_dir=...` (upstream
+/// `src/launcher/default_executor.cpp`; the agent's `Slave::getExecutorInfo` names it).
+pub const DEFAULT_EXECUTOR_NAME: &str = "mesos-default-executor";
+
+/// Whether argv[0] is the default executor's name.
+fn named_default_executor(argv: &[String]) -> bool {
+    argv.first().is_some_and(|a| std::path::Path::new(a).file_name().is_some_and(|n| n == DEFAULT_EXECUTOR_NAME))
+}
+
+/// Whether the command line makes this the default executor: by its name, or
+/// `--mode=default`.
+fn default_executor(argv: &[String]) -> bool {
+    let args = argv.get(1..).unwrap_or_default();
+    named_default_executor(argv)
+        || args.iter().any(|a| a == "--mode=default")
+        || args.windows(2).any(|w| w[0] == "--mode" && w[1] == "default")
 }
 
 /// Whether the command line makes this a drop-in command executor: `--launcher_dir`
@@ -337,12 +372,13 @@ impl Settings {
             .map(|max_size| logrotate::Rotation { max_size, max_files: args.task_log_max_files });
         let mode = match args.mode {
             Some(ModeArg::Command) => Mode::Command,
+            Some(ModeArg::Default) => Mode::Default,
             Some(ModeArg::Custom) => Mode::Custom,
             None if args.launcher_dir.is_some() => Mode::Command,
             None => Mode::Custom,
         };
         if log_rotation.is_some() && mode == Mode::Command {
-            warn!("--task_log_max_size is for custom mode: a drop-in task's output is the executor's own");
+            warn!("--task_log_max_size is for custom and default modes: a drop-in task's output is the executor's own");
         }
         // The executor's sandbox; tasks run in it (drop-in) or in directories of their
         // own beneath it (custom), unless the operator names a working directory.
@@ -383,9 +419,10 @@ impl Settings {
         let mut config = DriverConfig::new(self.env);
         if let Some(path) = self.metrics_file {
             config.metrics_file = Some(path);
-        } else if self.mode == Mode::Command {
+        } else if self.mode != Mode::Custom {
             // A drop-in's environment holds the task's variables: a task must not choose
-            // where the daemon (root) writes (MESOS_EXECUTOR_METRICS_FILE=/etc/...).
+            // where the daemon (root) writes (MESOS_EXECUTOR_METRICS_FILE=/etc/...). The
+            // agent's own executors take no flag from the environment.
             config.metrics_file = Some(self.sandbox.join(mesos_executor::metrics::DEFAULT_FILE_NAME));
         }
         config.metrics_interval = self.metrics_interval;
@@ -393,9 +430,14 @@ impl Settings {
         config.stop_timeout = self.ack_timeout;
         config.content_type = self.content_type;
         // Per user, outside every task's directory; off in drop-in mode (one task).
-        let fetch_cache = (self.mode == Mode::Custom).then(|| self.sandbox.join(".fetcher-cache"));
+        let fetch_cache = (self.mode != Mode::Command).then(|| self.sandbox.join(".fetcher-cache"));
         let helper = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
         let tasks_gauge = tasks_gauge(&config.metrics).map_err(|e| format!("cannot register the tasks metric: {e}"))?;
+        // Only where groups run (never a drop-in's start held up by a name lookup).
+        let container_ip = (self.mode != Mode::Command)
+            .then(|| crate::group::container_ip(|name| std::env::var(name).ok(), crate::group::resolve_host_name))
+            .flatten()
+            .map(|ip| ip.to_string());
         let supervisor = SupervisorConfig {
             mode: self.mode,
             sandbox: self.sandbox,
@@ -419,6 +461,7 @@ impl Settings {
             framework_id: config.env.framework_id.clone(),
             base_env: base_env(),
             tasks_gauge,
+            container_ip,
         };
         Ok((config, supervisor))
     }
@@ -482,5 +525,26 @@ mod tests {
         assert!(drop_in(&argv(&["x", "--mode", "command"])));
         assert!(!drop_in(&argv(&["x", "--mode=custom"])));
         assert!(!drop_in(&argv(&["--launcher_dir=/x"])), "argv[0] is not a flag");
+    }
+
+    /// The agent starts its default executor as `<launcher_dir>/mesos-default-executor
+    /// --launcher_dir=...`: by that name the daemon is the default executor, not a
+    /// drop-in command executor, and takes no flag from the environment.
+    #[test]
+    fn the_default_executor_is_told_by_its_name_or_its_mode() {
+        let argv = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+        let mode = |args: &[&str]| parse_from(argv(args)).map(|(a, _)| a.mode).expect("valid flags");
+        let agent = ["/var/lib/mesos/libexec/mesos-default-executor", "--launcher_dir=/usr/libexec/mesos"];
+        assert!(matches!(mode(&agent), Some(ModeArg::Default)));
+        assert!(matches!(mode(&["mesos-default-executor"]), Some(ModeArg::Default)));
+        assert!(matches!(mode(&["x", "--mode", "default"]), Some(ModeArg::Default)));
+        assert!(matches!(mode(&["mesos-default-executor", "--mode=custom"]), Some(ModeArg::Custom)), "--mode wins");
+        assert!(matches!(mode(&["/usr/libexec/mesos/mesos-executor", "--launcher_dir=/x"]), None), "drop-in");
+        assert!(!named_default_executor(&argv(&["/x/mesos-default-executor-2"])));
+        assert!(!named_default_executor(&argv(&["x", "mesos-default-executor"])), "only argv[0] names it");
+        for flags in [&agent[..], &["x", "--mode=default"]] {
+            assert!(default_executor(&argv(flags)), "{flags:?}: flags from the command line only");
+        }
+        assert!(!default_executor(&argv(&["x", "--mode=custom"])));
     }
 }

@@ -78,6 +78,8 @@ pub struct SupervisorConfig {
     pub log_rotation: Option<crate::logrotate::Rotation>,
     /// Fetches the tasks' `CommandInfo.uris`.
     pub fetcher: crate::fetch::Fetcher,
+    /// `MESOS_CONTAINER_IP` for group members (`group::container_ip`).
+    pub container_ip: Option<String>,
 }
 
 /// Everything the shell holds for one task, from its fetch to its clean-up: what the

@@ -90,9 +90,10 @@ impl TaskBook {
         }
     }
 
-    /// The agent is away: probes pause (custom mode); those running are disregarded.
+    /// The agent is away: probes pause (custom and default modes); those running are
+    /// disregarded.
     pub(super) fn pause(&mut self) {
-        if self.mode != Mode::Custom {
+        if self.mode == Mode::Command {
             return;
         }
         self.paused = true;

@@ -155,7 +155,12 @@ impl TaskBook {
         let Some(members) = self.groups.get(index) else { return };
         let others: Vec<String> = members.iter().filter(|o| o.as_str() != id).cloned().collect();
         for other in others {
-            let grace = self.grace(&other, None);
+            // Upstream's default executor kills the rest of a group with its default
+            // grace (`waited` calls `kill(container)`); custom mode honours the task's.
+            let grace = match self.mode {
+                super::Mode::Default => mesos_executor::executor::kill::DEFAULT_KILL_GRACE,
+                _ => self.grace(&other, None),
+            };
             self.kill(&other, grace, KillReason::GroupMember, now, out);
         }
     }

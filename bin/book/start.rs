@@ -20,7 +20,8 @@ use crate::group::GroupFile;
 impl TaskBook {
     /// Why a task id cannot be launched now, if it cannot.
     fn refusal(&self, id: &str) -> Option<String> {
-        if self.shutting_down {
+        // Stopped: its last updates are being acknowledged, and it ends then.
+        if self.shutting_down || self.stopped {
             return Some("the executor is shutting down".to_owned());
         }
         if self.mode == super::Mode::Command && self.launched {
@@ -100,6 +101,11 @@ impl TaskBook {
         file: Option<GroupFile>,
         out: &mut Vec<Effect>,
     ) {
+        if self.mode == super::Mode::Default {
+            // Whatever becomes of this group, the executor ends once no task is left, as
+            // upstream's does once its containers are gone, launched or not.
+            self.launched = true;
+        }
         if self.mode == super::Mode::Command {
             for (task, _) in &members {
                 let message = "task groups need a custom executor, not the command executor".to_owned();

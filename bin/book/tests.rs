@@ -631,3 +631,101 @@ fn hostile_delays_and_intervals_from_the_wire_do_not_overflow_the_clock() {
     book.step(Input::Kill { task_id: "far".into(), policy }, now);
     assert!(book.next_wakeup().is_some_and(|at| at > now));
 }
+
+/// A group through default mode, every member running.
+fn default_group(ids: &[&str], now: Instant) -> TaskBook {
+    let mut book = TaskBook::new(Mode::Default, 5 * SEC, None);
+    book.step(Input::Registered { killing_state: true }, now);
+    let members = ids.iter().map(|id| (task(id), spec())).collect();
+    book.step(Input::LaunchGroup { members, file: None }, now);
+    for id in ids {
+        book.step(fetched(id), now);
+    }
+    for id in ids {
+        book.step(spawned(id), now);
+    }
+    book
+}
+
+/// Upstream's default executor shuts down once its last container is gone
+/// (`src/launcher/default_executor.cpp`, `waited`); custom mode waits for SHUTDOWN.
+#[test]
+fn default_mode_stops_when_the_last_member_has_ended() {
+    let now = Instant::now();
+    let mut book = default_group(&["a", "b", "c"], now);
+    for id in ["a", "b"] {
+        let effects = book.step(exited(id, Exit::Code(0)), now);
+        assert!(!effects.contains(&Effect::StopDriver), "{id} is not the last: {effects:?}");
+    }
+    let effects = book.step(exited("c", Exit::Code(0)), now);
+    assert_eq!(report_of(&effects, "c").state, TaskState::TaskFinished);
+    assert_eq!(effects.last(), Some(&Effect::StopDriver), "the last member's end stops the driver");
+    // A group coming in while the last updates are acknowledged is not started.
+    let effects = book.step(Input::LaunchGroup { members: vec![(task("late"), spec())], file: None }, now);
+    assert_eq!(reports(&effects), [st("late", TaskState::TaskError)]);
+    assert!(fetches(&effects).is_empty());
+}
+
+/// Upstream's default executor kills the rest of a failed group with its default 3 s
+/// grace (`waited` calls `kill(container)`), not with the task's own kill policy.
+#[test]
+fn default_mode_kills_the_rest_of_a_group_with_three_seconds_and_then_stops() {
+    let now = Instant::now();
+    let mut long = task("long");
+    long.kill_policy = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: 30_000_000_000 }), ..Default::default() });
+    let mut book = TaskBook::new(Mode::Default, 5 * SEC, None);
+    book.step(Input::Registered { killing_state: true }, now);
+    let members = vec![(task("ok"), spec()), (long, spec()), (task("bad"), spec())];
+    book.step(Input::LaunchGroup { members, file: None }, now);
+    for id in ["ok", "long", "bad"] {
+        book.step(fetched(id), now);
+    }
+    for id in ["ok", "long", "bad"] {
+        book.step(spawned(id), now);
+    }
+    book.step(exited("ok", Exit::Code(0)), now);
+    let effects = book.step(exited("bad", Exit::Code(1)), now);
+    assert_eq!(report_of(&effects, "bad").state, TaskState::TaskFailed);
+    assert_eq!(reports(&effects)[1..], [st("long", TaskState::TaskKilling)]);
+    assert_eq!(signals(&effects), [("long".into(), Signal::Term)]);
+    assert!(signals(&tick(&mut book, now + 3 * SEC - MS)).is_empty());
+    assert_eq!(signals(&tick(&mut book, now + 3 * SEC)), [("long".into(), Signal::Kill)], "3 s, not the policy's 30 s");
+    let effects = book.step(exited("long", Exit::Signal(9, false)), now + 3 * SEC);
+    assert_eq!(report_of(&effects, "long").state, TaskState::TaskKilled);
+    assert_eq!(effects.last(), Some(&Effect::StopDriver));
+}
+
+/// Upstream's default executor takes no LAUNCH: "LAUNCH event is not supported", and it
+/// shuts down (`DefaultExecutor::received`), with no update for that task.
+#[test]
+fn default_mode_shuts_down_on_a_lone_launch() {
+    let now = Instant::now();
+    let mut book = default_group(&["a"], now);
+    let effects = book.step(launch(task("lone")), now);
+    assert!(reports(&effects).iter().all(|(id, _)| id != "lone"), "{effects:?}");
+    assert!(fetches(&effects).is_empty());
+    assert_eq!(signals(&effects), [("a".into(), Signal::Term)], "the running member is killed");
+    let effects = book.step(exited("a", Exit::Signal(15, false)), now);
+    assert_eq!(report_of(&effects, "a").state, TaskState::TaskKilled);
+    assert_eq!(effects.last(), Some(&Effect::StopDriver));
+    // Before any group, the executor stops at once.
+    let mut book = TaskBook::new(Mode::Default, 5 * SEC, None);
+    assert_eq!(book.step(launch(task("lone")), now), [Effect::StopDriver]);
+}
+
+/// A first group refused whole leaves nothing to run: the executor ends, as upstream's
+/// does once its failed launches are reported.
+#[test]
+fn default_mode_stops_after_a_refused_group() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Default, 5 * SEC, None);
+    let bad: Result<Prepared, LaunchError> = Err(LaunchError::Unsupported("container images".into()));
+    let effects = book.step(Input::LaunchGroup { members: vec![(task("ok"), spec()), (task("img"), bad)], file: None }, now);
+    assert_eq!(reports(&effects), [st("ok", TaskState::TaskError), st("img", TaskState::TaskError)]);
+    assert_eq!(effects.last(), Some(&Effect::StopDriver));
+    // Custom mode waits for SHUTDOWN.
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    let bad: Result<Prepared, LaunchError> = Err(LaunchError::Unsupported("container images".into()));
+    let effects = book.step(Input::LaunchGroup { members: vec![(task("img"), bad)], file: None }, now);
+    assert!(!effects.contains(&Effect::StopDriver));
+}

@@ -45,6 +45,10 @@ impl Supervisor {
         // before it started us (upstream `Slave::getExecutorInfo` copies them into the
         // command executor's CommandInfo); fetching them again doubles the downloads
         // and fails URIs only the agent's fetcher knows (hdfs://, s3://, ...).
+        // Default mode fetches its members' URIs itself: upstream's default executor
+        // has the agent launch each member as a nested container, whose URIs the agent's
+        // fetcher puts in that member's sandbox (`LAUNCH_CONTAINER` with the member's
+        // CommandInfo); the agent fetches nothing for a task group's executor.
         let uris = if self.config.mode == Mode::Command { Vec::new() } else { command.uris };
         Ok(Prepared { spec, uris })
     }
@@ -65,7 +69,10 @@ impl Supervisor {
         let infos: Vec<TaskInfo> = members.iter().map(|(t, _)| t.clone()).collect();
         let description = group::describe(&infos, &self.hostname);
         let file = group::file(&description, &self.config.sandbox);
-        let vars = group::env(&description, &file.path);
+        let mut vars = group::env(&description, &file.path);
+        if let Some(ip) = &self.config.container_ip {
+            vars.push((group::CONTAINER_IP.to_owned(), ip.clone()));
+        }
         for (_, spec) in &mut members {
             if let Ok(prepared) = spec {
                 prepared.spec.env.extend(vars.iter().cloned());
@@ -103,11 +110,11 @@ impl Supervisor {
         None
     }
 
-    /// Custom mode: the task's own directory, made before anything is fetched into it
-    /// (as the task's user), and its `MESOS_SANDBOX`. Upstream's default executor gives
-    /// each task its container's sandbox the same way.
+    /// Custom and default modes: the task's own directory, made before anything is
+    /// fetched into it (as the task's user), and its `MESOS_SANDBOX`. Upstream's default
+    /// executor gives each task its container's sandbox the same way.
     fn make_sandbox(&self, id: &str, spec: &mut LaunchSpec) -> Result<Option<TaskSandbox>, String> {
-        if self.config.mode != Mode::Custom {
+        if self.config.mode == Mode::Command {
             return Ok(None);
         }
         let sandbox = crate::sandbox::owner_of(spec.user.as_deref())

@@ -1,6 +1,7 @@
 //! Our daemon on a real Apache Mesos agent (issue 20), beside upstream's executors as the
 //! control: every scenario runs twice, `<scenario>::ours` with our binary as the agent's
-//! `mesos-executor` (drop-in) and `<scenario>::upstream` with upstream's command executor,
+//! `mesos-executor` and `mesos-default-executor` (drop-in) and `<scenario>::upstream` with
+//! upstream's command and default executors,
 //! each against its own master and agent (one pair per flavour, shared by the tests of this
 //! binary, one test at a time). Tasks go through upstream's `mesos-execute`; the tests
 //! assert the status updates it prints, the sandbox files, and the agent's `/state` and
@@ -521,27 +522,10 @@ fn custom_executor_agent_restart_ours() {
     });
 }
 
-/// The control: a task group through upstream's default executor. (Ours cannot stand in
-/// for `mesos-default-executor`, and `mesos-execute --task_group` always names the DEFAULT
-/// executor, so there is no `ours` twin: issue 20.)
-#[test]
-#[ignore = "needs root and a Mesos in MESOS_HOME (scripts/test.sh runs it)"]
-fn task_group_default_executor_upstream() {
-    with(Flavour::Upstream, "task_group_default_executor_upstream", |c, id| {
-        let (a, b) = (format!("{id}-a"), format!("{id}-b"));
-        let group = json!({"tasks": [
-            task(&a, json!({"value": "echo member a"})),
-            task(&b, json!({"value": "sleep 1; echo member b"})),
-        ]});
-        let o = c.run(&[format!("--task_group={}", c.json_file(id, &group))], RUN);
-        for t in [&a, &b] {
-            assert_eq!(o.states(t), ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"], "{}", o.text);
-        }
-        let sandbox = c.sandbox(o.framework(), "default-executor");
-        assert_eq!(read(&sandbox.join("tasks").join(&a).join("stdout")), "member a\n");
-        assert_eq!(c.agent_task_state(&b).as_deref(), Some("TASK_FINISHED"), "the agent's /state");
-    });
-}
+// ---- task groups through the agent's DEFAULT executor ----
+
+#[path = "real_mesos_scenarios/default_executor.rs"]
+mod default_executor;
 
 // ---- task groups (LAUNCH_GROUP) through our own small framework ----
 

@@ -1,7 +1,8 @@
 //! A real Apache Mesos master and agent for tests: found through `MESOS_HOME` (an unpacked
 //! install with `sbin/`, `bin/`, `libexec/mesos/`), started on loopback ports chosen free at
-//! run time, with a launcher directory whose `mesos-executor` is either our daemon (drop-in)
-//! or upstream's command executor (the control). Tasks go through upstream's
+//! run time, with a launcher directory whose `mesos-executor` and `mesos-default-executor`
+//! are either our daemon (drop-in for both) or upstream's command and default executors
+//! (the control). Tasks go through upstream's
 //! `mesos-execute`, whose printed status updates are parsed into [`Update`]s.
 //!
 //! Clean-up does not depend on destructors (a cluster lives in a `static`, whose `Drop`
@@ -52,12 +53,13 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Which program the agent runs as its command executor (`<launcher_dir>/mesos-executor`).
+/// Which programs the agent runs as its command executor (`<launcher_dir>/mesos-executor`)
+/// and its default executor (`<launcher_dir>/mesos-default-executor`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavour {
-    /// Our daemon, drop-in.
+    /// Our daemon, drop-in, under both names.
     Ours,
-    /// Upstream's `libexec/mesos/mesos-executor`, the control.
+    /// Upstream's `libexec/mesos/mesos-executor` and `mesos-default-executor`, the control.
     Upstream,
 }
 
@@ -175,16 +177,18 @@ impl Cluster {
             .map_err(|e| format!("start the reaper: {e}"))?;
         let reaper_stdin = reaper.stdin.take().ok_or("reaper stdin")?;
         // The launcher directory: upstream's helpers linked in, the executor under test as
-        // `mesos-executor`.
+        // `mesos-executor` and `mesos-default-executor`.
         let libexec = home.join("libexec/mesos");
         for entry in std::fs::read_dir(&libexec).map_err(|e| format!("read {}: {e}", libexec.display()))? {
             let entry = entry.map_err(|e| e.to_string())?;
             std::os::unix::fs::symlink(entry.path(), launcher.join(entry.file_name())).map_err(|e| e.to_string())?;
         }
         if flavour == Flavour::Ours {
-            let exe = launcher.join("mesos-executor");
-            std::fs::remove_file(&exe).map_err(|e| e.to_string())?;
-            std::os::unix::fs::symlink(our_binary(), &exe).map_err(|e| e.to_string())?;
+            for name in ["mesos-executor", "mesos-default-executor"] {
+                let exe = launcher.join(name);
+                std::fs::remove_file(&exe).map_err(|e| e.to_string())?;
+                std::os::unix::fs::symlink(our_binary(), &exe).map_err(|e| e.to_string())?;
+            }
         }
         let master_port = free_port();
         let agent_port = free_port();

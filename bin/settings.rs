@@ -539,7 +539,7 @@ mod tests {
         assert!(matches!(mode(&["mesos-default-executor"]), Some(ModeArg::Default)));
         assert!(matches!(mode(&["x", "--mode", "default"]), Some(ModeArg::Default)));
         assert!(matches!(mode(&["mesos-default-executor", "--mode=custom"]), Some(ModeArg::Custom)), "--mode wins");
-        assert!(matches!(mode(&["/usr/libexec/mesos/mesos-executor", "--launcher_dir=/x"]), None), "drop-in");
+        assert!(mode(&["/usr/libexec/mesos/mesos-executor", "--launcher_dir=/x"]).is_none(), "drop-in");
         assert!(!named_default_executor(&argv(&["/x/mesos-default-executor-2"])));
         assert!(!named_default_executor(&argv(&["x", "mesos-default-executor"])), "only argv[0] names it");
         for flags in [&agent[..], &["x", "--mode=default"]] {

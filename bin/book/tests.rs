@@ -672,7 +672,7 @@ fn default_mode_stops_when_the_last_member_has_ended() {
 fn default_mode_kills_the_rest_of_a_group_with_three_seconds_and_then_stops() {
     let now = Instant::now();
     let mut long = task("long");
-    long.kill_policy = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: 30_000_000_000 }), ..Default::default() });
+    long.kill_policy = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: 30_000_000_000 }) });
     let mut book = TaskBook::new(Mode::Default, 5 * SEC, None);
     book.step(Input::Registered { killing_state: true }, now);
     let members = vec![(task("ok"), spec()), (long, spec()), (task("bad"), spec())];
@@ -720,7 +720,8 @@ fn default_mode_stops_after_a_refused_group() {
     let now = Instant::now();
     let mut book = TaskBook::new(Mode::Default, 5 * SEC, None);
     let bad: Result<Prepared, LaunchError> = Err(LaunchError::Unsupported("container images".into()));
-    let effects = book.step(Input::LaunchGroup { members: vec![(task("ok"), spec()), (task("img"), bad)], file: None }, now);
+    let effects =
+        book.step(Input::LaunchGroup { members: vec![(task("ok"), spec()), (task("img"), bad)], file: None }, now);
     assert_eq!(reports(&effects), [st("ok", TaskState::TaskError), st("img", TaskState::TaskError)]);
     assert_eq!(effects.last(), Some(&Effect::StopDriver));
     // Custom mode waits for SHUTDOWN.

@@ -24,8 +24,9 @@
 //! shortened grace period simply moves the deadline.
 //!
 //! # Rules (upstream's command executor and default executor, reference §9)
-//! - Launch: refused with TASK_FAILED when the executor is shutting down, when the id
-//!   is taken, or for a second task of the drop-in command executor; TASK_ERROR when
+//! - Launch: a LAUNCH reusing the id of a task of the book is dropped unanswered (an
+//!   update would be read as that task's). Refused with TASK_FAILED when the executor is
+//!   shutting down, or for a second task of the drop-in command executor; TASK_ERROR when
 //!   the task cannot be prepared (no command, an image, a secret reference); TASK_FAILED
 //!   with REASON_CONTAINER_LIMITATION when it would exceed `--max_tasks` running at once.
 //!   Else TASK_STARTING, the fetch, the spawn, then TASK_RUNNING, or TASK_FAILED if it
@@ -286,6 +287,26 @@ impl Task {
     }
 }
 
+impl TaskBook {
+    /// Task `id` has ended (its terminal update is next): it keeps only what its id and
+    /// its last update need (a long-lived executor runs many tasks), and leaves the
+    /// live count. Returns it, unless it had already ended.
+    fn finish(&mut self, id: &str) -> Option<&mut Task> {
+        let task = self.tasks.get_mut(id).filter(|t| !t.done())?;
+        task.stage = Stage::Done;
+        task.spec = None;
+        task.health = None;
+        task.check = None;
+        task.tracker = None;
+        task.health_due = Default::default();
+        task.check_due = Default::default();
+        task.complete_by = None;
+        self.running.remove(id);
+        self.live = self.live.saturating_sub(1);
+        Some(task)
+    }
+}
+
 /// Tasks that start together: one task, or a task group.
 #[derive(Debug)]
 struct Unit {
@@ -303,6 +324,9 @@ pub struct TaskBook {
     max_tasks: Option<usize>,
     killing_state: bool,
     tasks: BTreeMap<String, Task>,
+    /// How many tasks of the book have not ended (for `--max_tasks` and the finish,
+    /// without a walk over every task ever launched).
+    live: usize,
     /// The tasks whose process runs: the only ones with deadlines (the book keeps ended
     /// tasks, so that their ids stay taken).
     running: BTreeSet<String>,
@@ -328,6 +352,7 @@ impl TaskBook {
             max_tasks,
             killing_state: false,
             tasks: BTreeMap::new(),
+            live: 0,
             running: BTreeSet::new(),
             groups: Vec::new(),
             units: BTreeMap::new(),
@@ -345,10 +370,10 @@ impl TaskBook {
         match input {
             Input::Registered { killing_state } => {
                 self.killing_state = killing_state;
-                self.resume(now);
+                self.resume(now, &mut out);
             }
             Input::Disconnected => self.pause(),
-            Input::Reconnected => self.resume(now),
+            Input::Reconnected => self.resume(now, &mut out),
             // Upstream's default executor: "LAUNCH event is not supported", and it shuts
             // down (`DefaultExecutor::received`).
             Input::Launch { .. } if self.mode == Mode::Default => self.shutdown(KillReason::Shutdown, now, &mut out),
@@ -477,7 +502,7 @@ impl TaskBook {
             Mode::Command | Mode::Default => self.launched || self.shutting_down,
             Mode::Custom => self.shutting_down,
         };
-        let finished = can_end && self.tasks.values().all(Task::done);
+        let finished = can_end && self.live == 0;
         if finished {
             self.stopped = true;
             out.push(Effect::StopDriver);

@@ -113,7 +113,7 @@ pub struct Supervisor {
     /// Every job started: fetches, waiters, probes, clean-ups. Each ends with the input
     /// it has for the book, if any.
     jobs: JoinSet<Option<Input>>,
-    /// Latest state reported per task, for the gauge.
+    /// Latest state reported per live task, for the gauge (ended tasks leave it).
     states: HashMap<String, TaskState>,
     /// The agent's host name, for group addresses.
     hostname: String,
@@ -308,9 +308,12 @@ impl Supervisor {
         };
         self.state.reported(&report, uuid);
         let gauge = &self.config.tasks_gauge;
-        if let Some(previous) = self.states.insert(task_id, state) {
+        let previous =
+            if state.is_terminal() { self.states.remove(&task_id) } else { self.states.insert(task_id, state) };
+        if let Some(previous) = previous {
             gauge.with_label_values(&[previous.as_str_name()]).dec();
         }
+        // A terminal state is the task's last: it stays counted, and the map forgets it.
         gauge.with_label_values(&[state.as_str_name()]).inc();
     }
 

@@ -106,18 +106,29 @@ impl TaskBook {
         }
     }
 
-    /// The agent is back: every paused probe runs at once.
-    pub(super) fn resume(&mut self, now: Instant) {
+    /// The agent is back: every paused probe runs at once. A probe that was running when
+    /// the agent left is stopped (one with no timeout may never answer) and runs again,
+    /// as upstream's default executor starts its checkers afresh on SUBSCRIBED.
+    pub(super) fn resume(&mut self, now: Instant, out: &mut Vec<Effect>) {
         if !self.paused {
             return;
         }
         self.paused = false;
         for id in &self.running {
             let Some(task) = self.tasks.get_mut(id) else { continue };
+            let mut stale = false;
             for schedule in [&mut task.health_due, &mut task.check_due] {
-                if let Schedule::Due(at) = schedule {
-                    *at = now;
+                match schedule {
+                    Schedule::Due(at) => *at = now,
+                    Schedule::Stale => {
+                        stale = true;
+                        *schedule = Schedule::Due(now);
+                    }
+                    Schedule::Off | Schedule::Running => {}
                 }
+            }
+            if stale {
+                out.push(Effect::Quiet { task_id: id.clone() });
             }
         }
     }

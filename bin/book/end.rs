@@ -83,12 +83,10 @@ impl TaskBook {
     /// A task killed before its spawn: nothing runs, so it ends now, and its unit with
     /// it (upstream's default executor kills a whole group for one member).
     fn kill_unstarted(&mut self, id: &str, stage: Stage, now: Instant, out: &mut Vec<Effect>) {
-        let Some(task) = self.tasks.get_mut(id) else { return };
         if stage == Stage::Fetching {
             out.push(Effect::CancelFetch { task_id: id.to_owned() });
         }
-        task.stage = Stage::Done;
-        task.spec = None;
+        let Some(task) = self.finish(id) else { return };
         let (unit, group) = (task.unit, task.group);
         out.push(Effect::CleanUp { task_id: id.to_owned() });
         let message = Some("Task killed before it was started".to_owned());
@@ -99,19 +97,7 @@ impl TaskBook {
     }
 
     pub(super) fn exited(&mut self, id: &str, exit: Result<Exit, String>, now: Instant, out: &mut Vec<Effect>) {
-        let Some(task) = self.tasks.get_mut(id) else { return };
-        if task.done() {
-            return;
-        }
-        task.stage = Stage::Done;
-        self.running.remove(id);
-        // What an ended task no longer needs (a long-lived executor runs many).
-        task.health = None;
-        task.check = None;
-        task.tracker = None;
-        task.health_due = Default::default();
-        task.check_due = Default::default();
-        task.complete_by = None;
+        let Some(task) = self.finish(id) else { return };
         let reason = task.killing.as_ref().map(|k| k.reason);
         if reason == Some(KillReason::HealthCheck) {
             task.healthy = Some(false);

@@ -13,6 +13,7 @@ use mesos_executor::{
     proto::v1::{TaskInfo, TaskState, task_status::Reason},
 };
 use tokio::time::Instant;
+use tracing::warn;
 
 use super::{Effect, FETCHES_PER_UNIT, Prepared, Signal, Stage, Task, TaskBook, Unit, after, checks::Schedule};
 use crate::group::GroupFile;
@@ -33,10 +34,22 @@ impl TaskBook {
         None
     }
 
+    /// Whether `id` belongs to a task of the book (live or ended): a LAUNCH that reuses it
+    /// is dropped unanswered, since any update for the id would be read as the book's
+    /// task's (a TASK_FAILED for a task that then reports TASK_RUNNING). The agent never
+    /// sends one: it refuses a duplicate task id itself (`Slave::run`).
+    fn duplicate(&self, id: &str) -> bool {
+        let taken = self.tasks.contains_key(id);
+        if taken {
+            warn!(task_id = id, "a LAUNCH reuses the id of a task of this executor; dropped, unanswered");
+        }
+        taken
+    }
+
     /// Why `more` tasks cannot be admitted now, if the cap says so.
     fn over_cap(&self, more: usize) -> Option<String> {
         let cap = self.max_tasks?;
-        let live = self.tasks.values().filter(|t| !t.done()).count();
+        let live = self.live;
         (live.saturating_add(more) > cap).then(|| {
             format!(
                 "the executor runs at most {cap} tasks at once (--max_tasks); {live} are running, {more} more asked"
@@ -46,6 +59,7 @@ impl TaskBook {
 
     fn enter(&mut self, task: &TaskInfo, group: Option<usize>, unit: usize, spec: Prepared) {
         let check_status = task.check.as_ref().and_then(mesos_executor::executor::check::empty);
+        self.live = self.live.saturating_add(1);
         self.tasks.insert(
             task.task_id.value.clone(),
             Task {
@@ -78,6 +92,9 @@ impl TaskBook {
 
     pub(super) fn launch(&mut self, task: TaskInfo, spec: Result<Prepared, LaunchError>, out: &mut Vec<Effect>) {
         let id = task.task_id.value.clone();
+        if self.duplicate(&id) {
+            return;
+        }
         if let Some(refusal) = self.refusal(&id) {
             return Self::refuse(out, &id, TaskState::TaskFailed, Reason::TaskInvalid, refusal);
         }
@@ -107,7 +124,7 @@ impl TaskBook {
             self.launched = true;
         }
         if self.mode == super::Mode::Command {
-            for (task, _) in &members {
+            for (task, _) in members.iter().filter(|(t, _)| !self.duplicate(&t.task_id.value)) {
                 let message = "task groups need a custom executor, not the command executor".to_owned();
                 Self::refuse(out, &task.task_id.value, TaskState::TaskError, Reason::TaskGroupInvalid, message);
             }
@@ -122,8 +139,9 @@ impl TaskBook {
             members.iter().find_map(|(t, s)| s.as_ref().err().map(|e| format!("task {:?}: {e}", t.task_id.value)))
         });
         if let Some(why) = invalid {
-            // The default executor refuses a group as a whole.
-            for id in &ids {
+            // The default executor refuses a group as a whole (and never answers for a
+            // member whose id is a task's of the book).
+            for id in ids.iter().filter(|id| !self.duplicate(id)) {
                 let message = format!("task group refused: {why}");
                 Self::refuse(out, id, TaskState::TaskError, Reason::TaskGroupInvalid, message);
             }
@@ -215,16 +233,12 @@ impl TaskBook {
     /// member; fetches still running are cancelled.
     pub(super) fn not_started(&mut self, ids: &[String], member: &str, error: &str, out: &mut Vec<Effect>) {
         for id in ids {
-            let Some(task) = self.tasks.get_mut(id) else { continue };
-            if task.done() {
-                continue;
-            }
-            if task.stage == Stage::Fetching {
+            if self.stage_of(id) == Some(Stage::Fetching) {
                 out.push(Effect::CancelFetch { task_id: id.clone() });
             }
-            task.stage = Stage::Done;
-            task.spec = None;
-            self.units.remove(&task.unit);
+            let Some(task) = self.finish(id) else { continue };
+            let unit = task.unit;
+            self.units.remove(&unit);
             let message = if ids.len() > 1 {
                 format!("task group not started: member {member:?} could not be prepared: {error}")
             } else {
@@ -264,8 +278,8 @@ impl TaskBook {
                 self.report(out, id, TaskState::TaskRunning, None, None);
             }
             Err(message) => {
-                task.stage = Stage::Done;
                 let group = task.group;
+                self.finish(id);
                 out.push(Effect::CleanUp { task_id: id.to_owned() });
                 self.report(out, id, TaskState::TaskFailed, Some(message), Some(Reason::CommandExecutorFailed));
                 self.group_rule(id, group, TaskState::TaskFailed, now, out);

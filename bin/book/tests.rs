@@ -137,11 +137,9 @@ fn exit_codes_become_terminal_states_and_drop_in_mode_finishes() {
 #[test]
 fn launch_acceptance_rules() {
     let (mut book, now) = running(Mode::Custom, "t", false);
-    // A duplicate id.
-    let effects = book.step(launch(task("t")), now);
-    let refused = report_of(&effects, "t");
-    assert_eq!((refused.state, refused.reason), (TaskState::TaskFailed, Some(Reason::TaskInvalid)));
-    assert!(refused.message.as_deref().unwrap_or_default().contains("already used"));
+    // A duplicate id: dropped, never an update on the live task's id (see
+    // a_launch_reusing_a_live_id_says_nothing_about_the_live_task).
+    assert!(reports(&book.step(launch(task("t")), now)).is_empty());
     // A task that cannot be prepared.
     let bad = Input::Launch { task: Box::new(task("bad")), spec: Err(LaunchError::Malformed("no value".into())) };
     let effects = book.step(bad, now);
@@ -622,9 +620,10 @@ fn hostile_delays_and_intervals_from_the_wire_do_not_overflow_the_clock() {
     t.kill_policy = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: i64::MAX }) });
     book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
     assert_eq!(reports(&up(&mut book, "far", now)), [st("far", TaskState::TaskRunning)]);
-    // A delay past what a Duration holds reads as none (health::seconds); 1e19 s and
-    // 292 years are clamped to the far future.
-    assert_eq!(book.next_wakeup(), Some(now), "the health check at once");
+    // A delay past what a Duration holds reads as the longest one (health::seconds);
+    // it, 1e19 s and 292 years are clamped to the far future.
+    let year = Duration::from_secs(86_400 * 365);
+    assert!(book.next_wakeup().is_some_and(|at| at > now + year), "no probe soon");
     book.step(Input::Health { task_id: "far".into(), result: Ok(()) }, now);
     book.step(Input::Check { task_id: "far".into(), status: None }, now);
     let policy = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: i64::MAX }) });
@@ -729,4 +728,86 @@ fn default_mode_stops_after_a_refused_group() {
     let bad: Result<Prepared, LaunchError> = Err(LaunchError::Unsupported("container images".into()));
     let effects = book.step(Input::LaunchGroup { members: vec![(task("img"), bad)], file: None }, now);
     assert!(!effects.contains(&Effect::StopDriver));
+}
+
+#[test]
+fn a_launch_reusing_a_live_id_says_nothing_about_the_live_task() {
+    // A second LAUNCH for an id the book holds (fetching, running or ended) must not put
+    // a terminal update on the task that has the id: the agent would see TASK_FAILED for
+    // a task that then reports TASK_RUNNING. The duplicate is dropped (the agent itself
+    // never sends one: `Slave::run` refuses a duplicate task id).
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    book.step(launch(task("a")), now);
+    assert!(reports(&book.step(launch(task("a")), now)).is_empty(), "while fetching");
+    let group =
+        |ids: &[&str]| Input::LaunchGroup { members: ids.iter().map(|id| (task(id), spec())).collect(), file: None };
+    // A group naming the live id is refused, but only its other members hear of it.
+    assert_eq!(reports(&book.step(group(&["a", "b"]), now)), [st("b", TaskState::TaskError)]);
+    assert_eq!(reports(&up(&mut book, "a", now)), [st("a", TaskState::TaskRunning)]);
+    assert!(reports(&book.step(launch(task("a")), now)).is_empty(), "while running");
+    book.step(exited("a", Exit::Code(0)), now);
+    assert!(reports(&book.step(launch(task("a")), now)).is_empty(), "after its end");
+}
+
+#[test]
+fn a_task_ended_before_its_spawn_keeps_no_probe() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    let probed = |id: &str| {
+        let mut t = task(id);
+        t.health_check = Some(health_check(1));
+        t.check = Some(CheckInfo { r#type: Some(check_info::Type::Command as i32), ..Default::default() });
+        launch(t)
+    };
+    book.step(probed("killed"), now);
+    book.step(Input::Kill { task_id: "killed".into(), policy: None }, now);
+    assert!(!book.probed("killed"), "killed while fetching");
+    book.step(probed("unfetched"), now);
+    book.step(Input::Fetched { task_id: "unfetched".into(), result: Err("404".into()) }, now);
+    assert!(!book.probed("unfetched"), "its fetch failed");
+    book.step(probed("unspawned"), now);
+    book.step(fetched("unspawned"), now);
+    book.step(Input::Spawned { task_id: "unspawned".into(), result: Err("no such file".into()) }, now);
+    assert!(!book.probed("unspawned"), "its spawn failed");
+}
+
+#[test]
+fn a_probe_hung_when_the_agent_left_is_stopped_and_run_again_when_it_is_back() {
+    // A check with no timeout hangs; the agent goes away and comes back. Upstream's
+    // default executor restarts its checkers on SUBSCRIBED; a probe the book waits for
+    // forever would end the task's health checks for good.
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    let mut t = task("h");
+    t.health_check = Some(HealthCheck { interval_seconds: Some(1.0), ..health_check(3) });
+    book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
+    up(&mut book, "h", now);
+    assert!(matches!(&tick(&mut book, now)[..], [Effect::RunProbe { .. }]), "the first check, which hangs");
+    book.step(Input::Disconnected, now + SEC);
+    let effects = book.step(Input::Reconnected, now + 2 * SEC);
+    assert!(effects.contains(&Effect::Quiet { task_id: "h".into() }), "the hung probe is stopped: {effects:?}");
+    assert_eq!(book.next_wakeup(), Some(now + 2 * SEC), "and runs again at once");
+    assert!(matches!(&tick(&mut book, now + 2 * SEC)[..], [Effect::RunProbe { probe: Probe::Health(_), .. }]));
+}
+
+#[test]
+fn an_interval_past_what_a_duration_holds_is_the_far_future_not_ten_milliseconds() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    let mut t = task("slow");
+    t.health_check = Some(HealthCheck { interval_seconds: Some(f64::INFINITY), ..health_check(3) });
+    t.check = Some(CheckInfo {
+        r#type: Some(check_info::Type::Command as i32),
+        interval_seconds: Some(1e300),
+        delay_seconds: Some(0.0),
+        ..Default::default()
+    });
+    book.step(Input::Launch { task: Box::new(t), spec: spec() }, now);
+    up(&mut book, "slow", now);
+    assert_eq!(tick(&mut book, now).len(), 2, "both run first after their delay (0)");
+    book.step(Input::Health { task_id: "slow".into(), result: Ok(()) }, now);
+    book.step(Input::Check { task_id: "slow".into(), status: None }, now);
+    let next = book.next_wakeup().expect("scheduled");
+    assert!(next > now + Duration::from_secs(86_400 * 365), "next run at {:?} from now", next - now);
 }

@@ -78,7 +78,9 @@ impl Tracker {
     }
 }
 
-/// Seconds from a proto double, negative and NaN read as zero.
+/// Seconds from a proto double: negative and NaN read as zero, and more than a
+/// `Duration` holds (1e300, infinity) as the longest one, never as zero (an interval of
+/// 1e300 s is not "run every 10 ms").
 ///
 /// ```
 /// use std::time::Duration;
@@ -86,9 +88,15 @@ impl Tracker {
 /// assert_eq!(seconds(1.5), Duration::from_millis(1500));
 /// assert_eq!(seconds(-1.0), Duration::ZERO);
 /// assert_eq!(seconds(f64::NAN), Duration::ZERO);
+/// assert_eq!(seconds(1e300), Duration::MAX);
+/// assert_eq!(seconds(f64::INFINITY), Duration::MAX);
 /// ```
 pub fn seconds(value: f64) -> Duration {
-    Duration::try_from_secs_f64(value).unwrap_or(Duration::ZERO)
+    match Duration::try_from_secs_f64(value) {
+        Ok(duration) => duration,
+        Err(_) if value > 0.0 => Duration::MAX,
+        Err(_) => Duration::ZERO,
+    }
 }
 
 /// Runs one health check; `env` is the task's environment and `user` its user (`None`:

@@ -238,4 +238,19 @@ mod tests {
         open_log(&task.dir, "stdout", None).unwrap().write_all(b"more\n").unwrap();
         assert_eq!(std::fs::read(task.path.join("stdout")).unwrap(), b"log\nmore\n");
     }
+
+    /// review20: upstream's default executor links `tasks/<task id>` with the whole id
+    /// (`src/launcher/default_executor.cpp`, `_launchGroup`: `path::join("tasks",
+    /// taskId.value())`), and the master accepts ids up to NAME_MAX (255) bytes
+    /// (`src/common/validation.cpp`, `validateID`). Tools that find a member's sandbox
+    /// by upstream's `tasks/<task id>` find nothing
+    /// here for an id of 201 to 255 bytes: the link is cut at 200.
+    #[test]
+    fn review_a_valid_task_id_of_up_to_255_bytes_is_linked_by_its_whole_id() {
+        let sandbox = tempfile::tempdir().unwrap();
+        let id = "t".repeat(255);
+        let task = TaskSandbox::create(sandbox.path(), &id, None).unwrap();
+        let canonical = std::fs::canonicalize(sandbox.path()).unwrap();
+        assert_eq!(task.link, canonical.join("tasks").join(&id), "tasks/<the whole id>");
+    }
 }

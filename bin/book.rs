@@ -303,7 +303,15 @@ impl TaskBook {
         task.complete_by = None;
         self.running.remove(id);
         self.live = self.live.saturating_sub(1);
-        Some(task)
+        // A group whose members have all ended has no rule left to apply: forgotten, as
+        // upstream's default executor erases a container at its end (`waited`).
+        if let Some(group) = task.group
+            && let Some(members) = self.groups.get(&group)
+            && members.iter().all(|m| self.tasks.get(m).is_none_or(Task::done))
+        {
+            self.groups.remove(&group);
+        }
+        self.tasks.get_mut(id)
     }
 }
 
@@ -330,8 +338,9 @@ pub struct TaskBook {
     /// The tasks whose process runs: the only ones with deadlines (the book keeps ended
     /// tasks, so that their ids stay taken).
     running: BTreeSet<String>,
-    /// Task groups by index, for the group rule.
-    groups: Vec<Vec<String>>,
+    /// Task groups with a member not yet ended, by number, for the group rule.
+    groups: BTreeMap<usize, Vec<String>>,
+    next_group: usize,
     /// Start units not yet spawned (or failed), by number.
     units: BTreeMap<usize, Unit>,
     next_unit: usize,
@@ -354,7 +363,8 @@ impl TaskBook {
             tasks: BTreeMap::new(),
             live: 0,
             running: BTreeSet::new(),
-            groups: Vec::new(),
+            groups: BTreeMap::new(),
+            next_group: 0,
             units: BTreeMap::new(),
             next_unit: 0,
             launched: false,

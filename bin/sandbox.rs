@@ -22,8 +22,10 @@ use rustix::{
     io::Errno,
 };
 
-/// Longest link name kept from a task id (file names stop at 255 bytes).
-const MAX_LINK_NAME: usize = 200;
+/// Longest link name kept from a task id: a file name's limit (NAME_MAX), which is also
+/// the longest id the master accepts (`common/validation.cpp` `validateID`), so every
+/// valid id is linked whole, as upstream's default executor links it.
+const MAX_LINK_NAME: usize = 255;
 
 /// One task's directory.
 #[derive(Debug)]
@@ -90,7 +92,8 @@ impl TaskSandbox {
             Ok(()) => name,
             Err(Errno::EXIST) => {
                 // Two ids that read the same once sanitised ("a/b", "a_b") never share.
-                let unique = format!("{name}.{id}");
+                // The uuid's 37 bytes (".<uuid>") fit within the file name's limit.
+                let unique = format!("{}.{id}", truncated(&name, MAX_LINK_NAME - 37));
                 rustix::fs::symlinkat(&path, &tasks, unique.as_str())
                     .map_err(|e| context(e.into(), "the task's link", &sandbox.join("tasks").join(&unique)))?;
                 tracing::info!(task_id, link = unique, "the task's link name was taken; using another");
@@ -117,6 +120,15 @@ fn link_name(task_id: &str) -> String {
         "" | "." | ".." => safe.replace('.', "_") + "_",
         _ => safe,
     }
+}
+
+/// `name` cut to at most `max` bytes, on a character boundary.
+fn truncated(name: &str, max: usize) -> &str {
+    let mut end = name.len().min(max);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 /// `name` beneath `parent`, created when missing; a symlink there is refused.
@@ -202,7 +214,7 @@ mod tests {
         assert_eq!(link_name("."), "__");
         assert_eq!(link_name(".."), "___");
         assert_eq!(link_name(""), "_");
-        assert_eq!(link_name(&"é".repeat(300)).len(), MAX_LINK_NAME);
+        assert_eq!(link_name(&"é".repeat(300)).len(), MAX_LINK_NAME - 1, "cut on a character boundary");
     }
 
     #[test]
@@ -246,11 +258,18 @@ mod tests {
     /// by upstream's `tasks/<task id>` find nothing
     /// here for an id of 201 to 255 bytes: the link is cut at 200.
     #[test]
-    fn review_a_valid_task_id_of_up_to_255_bytes_is_linked_by_its_whole_id() {
+    fn a_valid_task_id_of_up_to_255_bytes_is_linked_by_its_whole_id() {
         let sandbox = tempfile::tempdir().unwrap();
         let id = "t".repeat(255);
         let task = TaskSandbox::create(sandbox.path(), &id, None).unwrap();
         let canonical = std::fs::canonicalize(sandbox.path()).unwrap();
         assert_eq!(task.link, canonical.join("tasks").join(&id), "tasks/<the whole id>");
+        // Another id that reads the same once sanitised still gets a link within NAME_MAX.
+        let other = format!("{}/{}", "t".repeat(127), "t".repeat(127));
+        let twin = format!("{}_{}", "t".repeat(127), "t".repeat(127));
+        TaskSandbox::create(sandbox.path(), &other, None).unwrap();
+        let task = TaskSandbox::create(sandbox.path(), &twin, None).unwrap();
+        let name = task.link.file_name().unwrap().len();
+        assert!(name <= 255 && std::fs::symlink_metadata(&task.link).is_ok(), "a {name}-byte link");
     }
 }

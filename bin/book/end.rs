@@ -138,7 +138,7 @@ impl TaskBook {
         if !matches!(state, TaskState::TaskFailed | TaskState::TaskKilled) || self.shutting_down {
             return;
         }
-        let Some(members) = self.groups.get(index) else { return };
+        let Some(members) = self.groups.get(&index) else { return };
         let others: Vec<String> = members.iter().filter(|o| o.as_str() != id).cloned().collect();
         for other in others {
             // Upstream's default executor kills the rest of a group with its default

@@ -140,8 +140,9 @@ impl TaskBook {
         });
         if let Some(why) = invalid {
             // The default executor refuses a group as a whole (and never answers for a
-            // member whose id is a task's of the book).
-            for id in ids.iter().filter(|id| !self.duplicate(id)) {
+            // member whose id is a task's of the book, nor twice for one id).
+            let mut answered = std::collections::HashSet::new();
+            for id in ids.iter().filter(|id| answered.insert(id.as_str()) && !self.duplicate(id)) {
                 let message = format!("task group refused: {why}");
                 Self::refuse(out, id, TaskState::TaskError, Reason::TaskGroupInvalid, message);
             }
@@ -156,8 +157,9 @@ impl TaskBook {
             return;
         }
         self.launched = true;
-        let group = self.groups.len();
-        self.groups.push(ids.clone());
+        let group = self.next_group;
+        self.next_group = self.next_group.wrapping_add(1);
+        self.groups.insert(group, ids.clone());
         let unit = self.new_unit(ids, file);
         for (task, spec) in members {
             let Ok(spec) = spec else { continue };

@@ -132,6 +132,17 @@ fn failure(c: &mut Cluster, id: &str) {
 }
 both!(failure);
 
+/// A figure, not a test (issue 22 item 5): the bytes of the executor's log (the sandbox's
+/// `stderr`, where the task writes nothing) for a 1-second task.
+fn one_second_log(c: &mut Cluster, id: &str) {
+    let o = c.run(&[format!("--name={id}"), "--command=sleep 1".into()], RUN);
+    assert_eq!(o.states(id), ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"], "{}", o.text);
+    let _ = c.executor_end(o.framework(), id);
+    let log = read(&c.sandbox(o.framework(), id).join("stderr"));
+    eprintln!("LOG {:?} a 1-second task: {} bytes, {} lines\n{log}", c.flavour, log.len(), log.lines().count());
+}
+both!(one_second_log);
+
 /// Upstream's command executor sets no reason on a failed command
 /// (`src/launcher/executor.cpp`, `reaped`).
 fn failure_reason(c: &mut Cluster, id: &str) {

@@ -183,3 +183,19 @@ async fn a_one_second_task_leaves_a_short_log() {
     eprintln!("LOG BYTES a 1-second task, drop-in: {} bytes, {} lines\n{log}", log.len(), log.lines().count());
     assert!(log.len() < 1500, "{} bytes of log:\n{log}", log.len());
 }
+
+/// The state file put where other users may write (a task could put its own file in its
+/// place between two writes): said at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_others_could_forge_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let flag = format!("--state_file={}", shared.path().join("state.json").display());
+    let d = start(config(), &["--mode=custom", &flag]).await;
+    d.agent.agent.shutdown();
+    assert_eq!(d.exit().await, "exited with status 0");
+    let log = log_of(&d);
+    line_with(&log, &["WARN", "writable by other users", r#"file="state""#, "state.json"]);
+    assert!(!log.contains(r#"file="metrics""#), "the sandbox is the daemon's own:\n{log}");
+}

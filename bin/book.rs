@@ -219,8 +219,9 @@ pub enum Effect {
     RunProbe { task_id: String, probe: Probe },
     /// Stop the task's probes that are running (it is being killed or has ended).
     Quiet { task_id: String },
-    /// Signal the task's process group and marked processes.
-    Signal { task_id: String, signal: Signal },
+    /// Signal the task's process group and marked processes. `grace` is the kill's grace
+    /// period (SIGTERM to SIGKILL) and `why` its reason, for the log.
+    Signal { task_id: String, signal: Signal, grace: Duration, why: KillReason },
     /// The task has ended: kill whatever it left running, forget its sandbox.
     CleanUp { task_id: String },
     /// Nothing left to do: stop the driver (it waits for the acknowledgements).
@@ -251,6 +252,14 @@ struct Killing {
     reason: KillReason,
     /// SIGKILL has been sent.
     escalated: bool,
+}
+
+impl Killing {
+    /// The effect that sends `signal` to task `id` for this kill.
+    fn signal(&self, id: &str, signal: Signal) -> Effect {
+        let grace = self.deadline.saturating_duration_since(self.since);
+        Effect::Signal { task_id: id.to_owned(), signal, grace, why: self.reason }
+    }
 }
 
 #[derive(Debug)]
@@ -436,7 +445,7 @@ impl TaskBook {
             if let Some(killing) = &mut task.killing {
                 if !killing.escalated && killing.deadline <= now {
                     killing.escalated = true;
-                    out.push(Effect::Signal { task_id: id, signal: Signal::Kill });
+                    out.push(killing.signal(&id, Signal::Kill));
                 }
                 continue;
             }

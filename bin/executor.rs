@@ -39,9 +39,10 @@ impl CommandExecutor {
 }
 
 impl Executor for CommandExecutor {
-    fn registered(&mut self, _: &DriverHandle, executor: &ExecutorInfo, framework: &FrameworkInfo, agent: &AgentInfo) {
+    fn registered(&mut self, _: &DriverHandle, _: &ExecutorInfo, framework: &FrameworkInfo, agent: &AgentInfo) {
         let killing_state = framework.capabilities.iter().any(|c| c.r#type() == capability::Type::TaskKillingState);
-        info!(executor_id = %executor.executor_id.value, framework = %framework.name, agent = %agent.hostname, killing_state, "registered");
+        // The ids are on the `starting` line (logging.rs).
+        info!(framework = %framework.name, agent = %agent.hostname, killing_state, "registered");
         self.send(Msg::Registered { killing_state, hostname: agent.hostname.clone() });
     }
 

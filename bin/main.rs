@@ -13,6 +13,7 @@ mod executor;
 mod fetch;
 mod group;
 mod inbox;
+mod logging;
 mod logrotate;
 mod metrics_endpoint;
 mod sandbox;
@@ -30,7 +31,7 @@ use tracing::{info, warn};
 
 use crate::{
     executor::CommandExecutor,
-    settings::{LogFormat, Settings, Sub},
+    settings::{Settings, Sub},
     supervisor::SupervisorConfig,
 };
 
@@ -39,15 +40,6 @@ const EX_SOFTWARE: u8 = 70;
 
 /// How long the exit waits for the supervisor to write its last state.
 const SUPERVISOR_JOIN_DEADLINE: Duration = Duration::from_secs(1);
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.with_ansi(false).init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
 
 fn main() -> ExitCode {
     // Before clap: the helper's environment is the task's, whose MESOS_* variables
@@ -79,7 +71,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    init_logging(args.log_format);
+    logging::init(args.log_format);
     for flag in &dropped_flags {
         warn!(%flag, "ignoring a flag this executor does not know (the agent may be newer)");
     }
@@ -128,7 +120,25 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_SOFTWARE);
         }
     };
-    info!(?mode, content_type = %config.content_type, agent = %config.env.agent.authority(), "starting");
+    // Every line from here on is in the executor's span (JSON lines carry its ids); the
+    // human format names the ids on this line only (logging.rs).
+    let span = logging::executor_span(&config.env.framework_id, &config.env.executor_id);
+    let _in_span = span.enter();
+    info!(
+        framework_id = %config.env.framework_id,
+        executor_id = %config.env.executor_id,
+        ?mode,
+        content_type = %config.content_type,
+        agent = %config.env.agent.authority(),
+        "starting"
+    );
+    // A task of another user could put its own file in their place (README, "Files in
+    // the sandbox").
+    for (file, path) in [("state", Some(&supervisor_config.state_file)), ("metrics", config.metrics_file.as_ref())] {
+        if let Some(path) = path.filter(|p| state_file::forgeable_by_others(p) == Some(true)) {
+            warn!(file, path = %path.display(), "the file's directory is writable by other users: a task could forge it");
+        }
+    }
     let code = runtime.block_on(async move {
         if let Some(address) = metrics_address {
             serve_metrics(address, config.metrics.clone()).await;

@@ -1,5 +1,7 @@
 //! The daemon's own signals: the first SIGTERM or SIGINT asks the driver for a graceful
-//! shutdown (the tasks are killed and reported, exit 0); a second aborts.
+//! shutdown (the tasks are killed and reported, exit 0); a second aborts. Each is logged
+//! by name. (Who sent it is not: tokio's handlers do not see the `siginfo`, and a handler
+//! of our own would need `unsafe` or a blocked signal mask that tasks would inherit.)
 
 use mesos_executor::DriverHandle;
 use tokio::signal::unix::{SignalKind, signal};
@@ -16,10 +18,10 @@ pub async fn shut_down_on_signals(driver: DriverHandle) {
             return;
         }
     };
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    info!("signal received: shutting down gracefully");
+    let first = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
+    info!("{first} received: shutting down gracefully (a second SIGTERM or SIGINT aborts)");
     driver.request_shutdown();
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    warn!("second signal: aborting");
+    let second = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
+    warn!("{second} received again: aborting");
     driver.abort();
 }

@@ -194,6 +194,18 @@ impl StateFile {
     }
 }
 
+/// Whether another user than the daemon's may put a file of its own at `path` (a task
+/// forging the state or metrics file): the directory holding it belongs to someone else,
+/// or is writable by its group or by all without the sticky bit. `None` when the
+/// directory cannot be looked at.
+pub fn forgeable_by_others(path: &Path) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let meta = std::fs::metadata(dir).ok()?;
+    let shared = meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0;
+    Some(meta.uid() != nix::unistd::geteuid().as_raw() || shared)
+}
+
 /// The state file of the executor whose sandbox is `sandbox` (or at `file`), as a table.
 ///
 /// # Errors
@@ -269,6 +281,24 @@ mod tests {
         let shown = table(Some(dir.path()), None).unwrap();
         assert!(shown.contains("t1    FINISHED  -        no     42   Command exited with status 0"), "{shown}");
         assert!(table(Some(&dir.path().join("missing")), None).unwrap_err().contains("cannot read"));
+    }
+
+    #[test]
+    fn a_directory_others_may_write_is_told_apart() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(FILE_NAME);
+        let mode = |m: u32| std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(m)).unwrap();
+        mode(0o755);
+        assert_eq!(forgeable_by_others(&file), Some(false));
+        mode(0o777);
+        assert_eq!(forgeable_by_others(&file), Some(true));
+        mode(0o775);
+        assert_eq!(forgeable_by_others(&file), Some(true), "its group may write");
+        mode(0o1777);
+        assert_eq!(forgeable_by_others(&file), Some(false), "sticky: others cannot replace our file");
+        assert_eq!(forgeable_by_others(Path::new("/")), Some(!nix::unistd::geteuid().is_root()));
+        assert_eq!(forgeable_by_others(&dir.path().join("missing/x")), None);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tokio::{
     task::{AbortHandle, JoinSet},
     time::Instant,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use crate::book::Mode;
 use crate::{
@@ -225,8 +225,17 @@ impl Supervisor {
                 Input::Spawned { task_id, result: Ok(()) } => Some(task_id.clone()),
                 _ => None,
             };
+            let probed = match &input {
+                Input::Health { task_id, result } => {
+                    Some((task_id.clone(), result.clone().err(), self.book.health_of(task_id)))
+                }
+                _ => None,
+            };
             for effect in self.book.step(input, Instant::now()) {
                 self.perform(effect, &mut inputs);
+            }
+            if let Some((id, error, before)) = probed {
+                self.log_health(&id, error, before);
             }
             // A task without probes needs no environment.
             if let Some(id) = spawned
@@ -264,20 +273,52 @@ impl Supervisor {
                     record.probes.drain(..).for_each(|p| p.abort());
                 }
             }
-            Effect::Signal { task_id, signal } => {
+            Effect::Signal { task_id, signal, grace, why } => {
                 let Some(record) = self.tasks.get(&task_id) else { return };
-                let signal = match signal {
+                let sig = match signal {
                     Signal::Term => Sig::SIGTERM,
                     Signal::Kill => Sig::SIGKILL,
                 };
-                info!(task_id, ?signal, "signalling task");
-                process::signal_task(record.pid, &record.marker, signal);
+                // Counted before: a group that has ended by then was still signalled.
+                let in_group = group_size(record.pid);
+                let processes = in_group + process::signal_task(record.pid, &record.marker, sig);
+                let (no_grace, grace) = (grace.is_zero(), mesos_executor::env::format_duration(grace));
+                match signal {
+                    Signal::Term => {
+                        info!(task_id, ?why, %grace, processes, "SIGTERM sent; SIGKILL when the grace ends")
+                    }
+                    Signal::Kill if no_grace => info!(task_id, ?why, processes, "SIGKILL sent (no grace period)"),
+                    Signal::Kill => {
+                        warn!(task_id, ?why, %grace, processes, "still running at the end of its grace: SIGKILL sent")
+                    }
+                }
             }
             Effect::CleanUp { task_id } => self.clean_up(&task_id),
             Effect::StopDriver => {
-                info!("all tasks ended; stopping once their updates are acknowledged");
+                // The driver logs the stop, with what it waits for.
+                debug!("all tasks ended; stopping the driver");
                 self.driver.stop();
             }
+        }
+    }
+
+    /// Logs a health check's result as upstream's checker does
+    /// (`src/checks/health_checker.cpp`): each failure, with how many in a row, and the
+    /// first success after failures (or the first at all). `before` is the task's health
+    /// before the book took the result.
+    fn log_health(&self, task_id: &str, error: Option<String>, before: (u32, Option<bool>)) {
+        let (failures, healthy) = self.book.health_of(task_id);
+        match error {
+            Some(error) if failures > before.0 => {
+                warn!(task_id, consecutive_failures = failures, %error, "health check failed")
+            }
+            Some(error) => {
+                info!(task_id, %error, "health check failed; not counted (grace period, or the task is ending)")
+            }
+            None if healthy == Some(true) && before.1 != Some(true) => {
+                info!(task_id, after_failures = before.0, "health check passed")
+            }
+            None => {}
         }
     }
 
@@ -346,6 +387,23 @@ impl Supervisor {
             None
         });
     }
+}
+
+/// How many live processes are in the process group `pgid` (`/proc/<pid>/stat`).
+fn group_size(pgid: Option<u32>) -> usize {
+    let Some(pgid) = pgid else { return 0 };
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // After the command name: state, ppid, pgrp.
+            let mut fields = stat.rfind(')').map(|i| stat[i + 1..].split_whitespace()).into_iter().flatten();
+            let state = fields.next();
+            let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+            state != Some("Z") && group == Some(pgid)
+        })
+        .count()
 }
 
 /// Sleeps until `deadline`, or forever without one.

@@ -67,6 +67,13 @@ impl TaskBook {
         self.tasks.get(id).is_some_and(|t| t.health.is_some() || t.check.is_some())
     }
 
+    /// The task's health so far, for the log: failures counted in a row, and the latest
+    /// verdict (`None`: no health check, or no counted result yet).
+    pub fn health_of(&self, id: &str) -> (u32, Option<bool>) {
+        let tracker = self.tasks.get(id).and_then(|t| t.tracker.as_ref());
+        tracker.map_or((0, None), |t| (t.consecutive_failures(), t.healthy()))
+    }
+
     /// Runs whichever of the task's probes are due at `now`.
     pub(super) fn run_due_probes(&mut self, id: &str, now: Instant, out: &mut Vec<Effect>) {
         if self.paused {

@@ -59,14 +59,16 @@ impl TaskBook {
                 killing.deadline = deadline;
                 if deadline <= now && task.stage == Stage::Running && !killing.escalated {
                     killing.escalated = true;
-                    out.push(Effect::Signal { task_id: id.to_owned(), signal: Signal::Kill });
+                    out.push(killing.signal(id, Signal::Kill));
                 }
             }
             return;
         }
         let stage = task.stage;
         let escalated = grace.is_zero() && stage == Stage::Running;
-        task.killing = Some(Killing { since: now, deadline: after(now, grace), reason, escalated });
+        let killing = Killing { since: now, deadline: after(now, grace), reason, escalated };
+        let signal = killing.signal(id, if escalated { Signal::Kill } else { Signal::Term });
+        task.killing = Some(killing);
         out.push(Effect::Quiet { task_id: id.to_owned() });
         if killing_state && reason != KillReason::MaxCompletion {
             self.report(out, id, TaskState::TaskKilling, None, None);
@@ -75,8 +77,7 @@ impl TaskBook {
             Stage::Queued | Stage::Fetching | Stage::Ready => self.kill_unstarted(id, stage, now, out),
             // The signal goes out when the spawn is reported.
             Stage::Spawning | Stage::Done => {}
-            Stage::Running if escalated => out.push(Effect::Signal { task_id: id.to_owned(), signal: Signal::Kill }),
-            Stage::Running => out.push(Effect::Signal { task_id: id.to_owned(), signal: Signal::Term }),
+            Stage::Running => out.push(signal),
         }
     }
 

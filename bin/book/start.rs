@@ -269,7 +269,7 @@ impl TaskBook {
                     } else {
                         Signal::Term
                     };
-                    out.push(Effect::Signal { task_id: id.to_owned(), signal });
+                    out.push(killing.signal(id, signal));
                     return;
                 }
                 task.tracker = task.health.as_ref().map(|h| Tracker::new(h, now));

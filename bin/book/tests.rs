@@ -85,7 +85,7 @@ fn signals(effects: &[Effect]) -> Vec<(String, Signal)> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Signal { task_id, signal } => Some((task_id.clone(), *signal)),
+            Effect::Signal { task_id, signal, .. } => Some((task_id.clone(), *signal)),
             _ => None,
         })
         .collect()
@@ -416,6 +416,37 @@ fn shutdown_kills_every_task_within_the_grace_period_then_stops_the_driver() {
     up(&mut book, "t", now);
     book.step(Input::Shutdown, now);
     assert_eq!(book.next_wakeup(), Some(now + 500 * MS));
+}
+
+/// The README's shutdown bound (issue 22 item 8): with grace period G, every task gets
+/// SIGKILL at most max(G - 2 s, G / 2) after SHUTDOWN, whatever its own kill policy says
+/// (10 s here, against G = 5 s); a kill already under way keeps its deadline when that
+/// is sooner, and has it moved to its start + max(G - 2 s, G / 2) otherwise.
+#[test]
+fn shutdown_bound_is_the_grace_period_never_the_tasks_kill_policy() {
+    let now = Instant::now();
+    let mut book = TaskBook::new(Mode::Custom, 5 * SEC, None);
+    book.step(Input::Registered { killing_state: true }, now);
+    let ten_seconds = Some(KillPolicy { grace_period: Some(DurationInfo { nanoseconds: 10_000_000_000 }) });
+    for id in ["own-policy", "killed-before"] {
+        let mut t = task(id);
+        t.kill_policy = ten_seconds;
+        book.step(launch(t), now);
+        up(&mut book, id, now);
+    }
+    let effects = book.step(Input::Kill { task_id: "killed-before".into(), policy: None }, now);
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Signal { grace, why: KillReason::Kill, .. } if *grace == 10 * SEC)),
+        "the SIGTERM carries the kill's grace for the log: {effects:?}"
+    );
+    assert_eq!(book.next_wakeup(), Some(now + 10 * SEC), "the task's own policy, before the shutdown");
+    let at = now + SEC;
+    let effects = book.step(Input::Shutdown, at);
+    assert_eq!(signals(&effects), [("own-policy".into(), Signal::Term)], "the other one has had its SIGTERM");
+    assert_eq!(book.next_wakeup(), Some(now + 3 * SEC), "the earlier kill's deadline moved to its start + 3 s");
+    assert_eq!(signals(&tick(&mut book, now + 3 * SEC)), [("killed-before".into(), Signal::Kill)]);
+    assert_eq!(book.next_wakeup(), Some(at + 3 * SEC), "5 s grace less 2 s, not the task's 10 s");
+    assert_eq!(signals(&tick(&mut book, at + 3 * SEC)), [("own-policy".into(), Signal::Kill)]);
 }
 
 #[test]

@@ -79,10 +79,13 @@ fn fetch() -> Result<Report, String> {
     let mut client = None;
     let mut report = Report::default();
     for (i, uri) in spec.uris.iter().enumerate() {
-        let stored = runtime
+        let started = std::time::Instant::now();
+        let fetched = runtime
             .block_on(fetch_one(uri, &root, cache.as_ref(), &http, &spec, &mut client))
             .map_err(|e| format!("cannot fetch {:?}: {e}", redact(&uri.value)))?;
-        if let Some((name, size)) = stored {
+        let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        report.fetched.push((i, fetched.bytes, millis, fetched.cached));
+        if let Some((name, size)) = fetched.stored {
             report.stored.push((i, name, size));
         }
     }
@@ -141,7 +144,17 @@ fn file_name(uri: &UriSpec) -> Result<PathBuf, String> {
     }
 }
 
-/// Fetches one URI; the cache file written, if any.
+/// What fetching one URI did.
+struct Fetched {
+    /// The cache file written, if any, and its size.
+    stored: Option<(String, u64)>,
+    /// The size of the file fetched (before any unpacking).
+    bytes: u64,
+    /// Copied from the cache.
+    cached: bool,
+}
+
+/// Fetches one URI.
 async fn fetch_one(
     uri: &UriSpec,
     root: &Root,
@@ -149,7 +162,7 @@ async fn fetch_one(
     http: &Http,
     spec: &Spec,
     client: &mut Option<reqwest::Client>,
-) -> Result<Option<(String, u64)>, String> {
+) -> Result<Fetched, String> {
     let name = file_name(uri)?;
     let mut pending = root.create(&name)?;
     let cached = match (&uri.cache, cache) {
@@ -157,6 +170,7 @@ async fn fetch_one(
         _ => None,
     };
     let mut stored = None;
+    let from_cache = cached.is_some();
     match cached {
         Some(mut from) => copy_into(&mut from, &mut pending, http.max_size)?,
         None => {
@@ -169,13 +183,14 @@ async fn fetch_one(
             }
         }
     }
+    let bytes = pending.file().metadata().map(|m| m.len()).unwrap_or(0);
     pending.commit(if uri.executable { 0o755 } else { 0o644 })?;
     let kind = name.file_name().and_then(|n| Kind::of(&n.to_string_lossy()));
     if let (false, true, Some(kind)) = (uri.executable, uri.extract, kind) {
         let bounds = Bounds { max_size: spec.limits.max_size, xz_memlimit: spec.limits.xz_memlimit };
         extract::extract(root, &name, kind, bounds)?;
     }
-    Ok(stored)
+    Ok(Fetched { stored, bytes, cached: from_cache })
 }
 
 /// `value` into `pending`: a download, or a copy of a local file (read as this user).

@@ -51,6 +51,19 @@ pub struct Fetcher {
     cache: Arc<Mutex<Vec<CacheEntry>>>,
 }
 
+/// One URI fetched, as the log shows it.
+#[derive(Debug, Clone)]
+pub struct FetchedUri {
+    /// The URI without credentials or query ([`spec::for_log`]).
+    pub uri: String,
+    /// Size of the file fetched (before any unpacking).
+    pub bytes: u64,
+    /// How long it took.
+    pub millis: u64,
+    /// Copied from the fetch cache rather than downloaded.
+    pub cached: bool,
+}
+
 /// A cached download: a file in its user's cache directory.
 #[derive(Debug, Clone)]
 struct CacheEntry {
@@ -67,7 +80,8 @@ impl Fetcher {
         Fetcher { helper, limits, ca_file, cache_root, cache: Arc::default() }
     }
 
-    /// Fetches every URI into `sandbox`, in order, as `user` (when the daemon is root).
+    /// Fetches every URI into `sandbox`, in order, as `user` (when the daemon is root);
+    /// what was fetched, for the log.
     ///
     /// # Errors
     /// The first URI that could not be fetched, named, with why; or the helper could not
@@ -80,9 +94,9 @@ impl Fetcher {
         uris: &[command_info::Uri],
         sandbox: &Path,
         user: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<FetchedUri>, String> {
         if uris.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let root = nix::unistd::geteuid().is_root();
         let user = user.filter(|u| !u.is_empty());
@@ -130,11 +144,15 @@ impl Fetcher {
                 mesos_executor::env::format_duration(self.limits.timeout)
             ))
         })?;
-        tracing::debug!(peak_kib = report.peak_kib, uris = uris.len(), "fetched");
+        tracing::debug!(peak_kib = report.peak_kib, uris = uris.len(), "fetch helper done");
         if cache_dir.is_some() {
             self.remember(&uris, &report, uid);
         }
-        Ok(())
+        let fetched = report.fetched.iter().filter_map(|(index, bytes, millis, cached)| {
+            let uri = uris.get(*index)?;
+            Some(FetchedUri { uri: spec::for_log(&uri.value), bytes: *bytes, millis: *millis, cached: *cached })
+        });
+        Ok(fetched.collect())
     }
 
     fn cache_use(&self, uri: &str, uid: u32) -> CacheUse {

@@ -85,6 +85,19 @@ pub struct Report {
     pub stored: Vec<(usize, String, u64)>,
     /// The helper's peak resident memory (`VmHWM`), in KiB.
     pub peak_kib: u64,
+    /// Each URI fetched, in order: (index of the URI, bytes, milliseconds, from the cache).
+    #[serde(default)]
+    pub fetched: Vec<(usize, u64, u64, bool)>,
+}
+
+/// `value` as the log shows it: [`redact`]ed, and without its query and fragment (a
+/// presigned URL's signature is a credential too).
+pub fn for_log(value: &str) -> String {
+    let redacted = redact(value);
+    match redacted.find(['?', '#']) {
+        Some(at) => format!("{}?...", &redacted[..at]),
+        None => redacted,
+    }
 }
 
 /// `value` with its whole user information (a user name is often a token, as in
@@ -105,6 +118,12 @@ pub fn redact(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_shows_neither_user_information_nor_query() {
+        assert_eq!(for_log("https://u:p@h/a/b.tgz?X-Amz-Signature=s#f"), "https://***@h/a/b.tgz?...");
+        assert_eq!(for_log("/srv/app.tar.gz"), "/srv/app.tar.gz");
+    }
 
     #[test]
     fn user_information_is_hidden_whole_even_when_the_uri_does_not_parse() {

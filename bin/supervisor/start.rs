@@ -103,7 +103,7 @@ impl Supervisor {
         // Fetching takes its time: a job, which the book may cancel (dropping the fetch
         // stops it).
         let job = self.jobs.spawn(async move {
-            let result = fetch(&fetcher, &uris, dir, user).await;
+            let result = fetch(&fetcher, &uris, dir, user, &id).await;
             Some(Input::Fetched { task_id: id, result })
         });
         record.fetch = Some(job);
@@ -120,7 +120,9 @@ impl Supervisor {
         let sandbox = crate::sandbox::owner_of(spec.user.as_deref())
             .and_then(|owner| TaskSandbox::create(&self.config.sandbox, id, owner))
             .map_err(|e| format!("cannot make the task's sandbox: {e}"))?;
-        info!(task_id = id, sandbox = %sandbox.path.display(), link = %sandbox.link.display(), "task sandbox made");
+        // Beneath the executor's sandbox, whose path holds the executor's ids.
+        let within = |p: &std::path::Path| p.strip_prefix(&self.config.sandbox).unwrap_or(p).display().to_string();
+        info!(task_id = id, sandbox = %within(&sandbox.path), link = %within(&sandbox.link), "task sandbox made");
         spec.env.insert("MESOS_SANDBOX".to_owned(), sandbox.path.display().to_string());
         Ok(Some(sandbox))
     }
@@ -335,8 +337,12 @@ async fn fetch(
     uris: &[Uri],
     dir: PathBuf,
     user: Option<String>,
+    task_id: &str,
 ) -> Result<(), String> {
-    fetcher.fetch_all(uris, &dir, user.as_deref()).await
+    for f in fetcher.fetch_all(uris, &dir, user.as_deref()).await? {
+        info!(task_id, uri = %f.uri, bytes = f.bytes, ms = f.millis, cached = f.cached, "fetched");
+    }
+    Ok(())
 }
 
 /// Opens `--tty_slave_path` for a task, with `O_NOCTTY`: the terminal must become the

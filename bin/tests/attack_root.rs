@@ -293,3 +293,46 @@ async fn attack_four_idle_connections_starve_the_metrics_endpoint() {
     drop(idle);
     assert!(answer.starts_with("HTTP/1.1 200"), "with 4 idle connections open, a scrape got {answer:?}");
 }
+
+/// Issue 22 item 8: the files the root daemon writes for operators (the state file and
+/// the metrics file, in the executor's sandbox) cannot be forged by a task running as
+/// another user. The sandbox is laid out as the agent lays out a root executor's (its own
+/// directory root's, mode 0755); the task, as nobody, tries to write each file, to
+/// replace it with a file of its own, to swap it for a link, and to remove it. None of
+/// it works, and afterwards both are still root's regular files with the daemon's
+/// content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: the task runs as nobody"]
+async fn a_nobody_task_cannot_forge_the_operators_files() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(is_root(), "run as root");
+    let d = start(killing_capable(), &["--mode=custom", "--metrics_interval=50ms"]).await;
+    std::fs::set_permissions(&d.sandbox, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sandbox = d.sandbox.display().to_string();
+    // Written once the task has started, so the state file exists by then.
+    let attack = format!(
+        r#"sleep 0.3; cd {sandbox} || exit 9
+for f in mesos-executor-state.json mesos-executor.prom; do
+  test -e "$f" || echo "MISSING $f"
+  echo '{{"forged": true}}' >> "$f" 2>/dev/null && echo "WROTE $f"
+  echo '{{"forged": true}}' > ".$f.x" 2>/dev/null && mv -f ".$f.x" "$f" 2>/dev/null && echo "REPLACED $f"
+  ln -sfn /etc/hostname "$f" 2>/dev/null && echo "LINKED $f"
+  rm -f "$f" 2>/dev/null && ! test -e "$f" && echo "REMOVED $f"
+done
+echo done"#
+    );
+    d.agent.agent.launch(task_as("forger", &attack, "nobody"));
+    d.update("forger", TaskState::TaskFinished).await;
+    let out = std::fs::read_to_string(d.sandbox.join("tasks/forger/stdout")).unwrap();
+    assert!(out.ends_with("done\n"), "the attack ran to its end: {out}");
+    assert_eq!(out, "done\n", "what the nobody task did to the operators' files");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for name in ["mesos-executor-state.json", "mesos-executor.prom"] {
+        let meta = std::fs::symlink_metadata(d.sandbox.join(name)).unwrap();
+        assert!(meta.file_type().is_file() && meta.uid() == 0, "{name}: {meta:?}");
+        let text = std::fs::read_to_string(d.sandbox.join(name)).unwrap();
+        assert!(!text.contains("forged"), "{name}: {text}");
+    }
+    let state = std::fs::read_to_string(d.sandbox.join("mesos-executor-state.json")).unwrap();
+    assert!(state.contains("\"forger\""), "{state}");
+}

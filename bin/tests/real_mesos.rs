@@ -133,6 +133,17 @@ fn failure(c: &mut Cluster, id: &str) {
 }
 both!(failure);
 
+/// A figure, not a test (issue 22 item 5): the bytes of the executor's log (the sandbox's
+/// `stderr`, where the task writes nothing) for a 1-second task.
+fn one_second_log(c: &mut Cluster, id: &str) {
+    let o = c.run(&[format!("--name={id}"), "--command=sleep 1".into()], RUN);
+    assert_eq!(o.states(id), ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"], "{}", o.text);
+    let _ = c.executor_end(o.framework(), id);
+    let log = read(&c.sandbox(o.framework(), id).join("stderr"));
+    eprintln!("LOG {:?} a 1-second task: {} bytes, {} lines\n{log}", c.flavour, log.len(), log.lines().count());
+}
+both!(one_second_log);
+
 /// Upstream's command executor sets no reason on a failed command
 /// (`src/launcher/executor.cpp`, `reaped`).
 fn failure_reason(c: &mut Cluster, id: &str) {
@@ -198,6 +209,31 @@ fn kill_policy_grace(c: &mut Cluster, id: &str) {
     assert!(killed - killing < 7.0, "no more than the policy's grace: {:.1}s", killed - killing);
 }
 both!(kill_policy_grace);
+
+/// `POST /master/teardown` of a framework whose task runs (issue 22 item 2). The agent
+/// sends SHUTDOWN and from then on ignores the executor's updates ("for terminating
+/// framework", `Slave::statusUpdate`): none is ever acknowledged. The task is killed (the
+/// agent's log shows it handled TASK_KILLED), the executor exits 0 well within the
+/// agent's `--executor_shutdown_grace_period` (5 s, `Slave::_shutdownExecutor`), and the
+/// agent never kills it ("Killing executor", `Slave::shutdownExecutorTimeout`).
+fn teardown(c: &mut Cluster, id: &str) {
+    let mut s = Scheduler::subscribe(c, id);
+    s.launch(task(id, json!({"value": "sleep 1000"})));
+    s.wait_state(id, "TASK_RUNNING", RUN);
+    let framework = s.framework_id.clone();
+    c.teardown(&framework);
+    let end = c.executor_end(&framework, id);
+    assert_eq!(end, "exited with status 0", "the executor's end, in the agent's log");
+    let whose = format!("'{id}' of framework {framework}");
+    let shutdown = c.agent_log_time(&["Shutting down executor", &whose]).expect("the agent logged its SHUTDOWN");
+    let exited = c.agent_log_time(&["Executor ", &whose, " exited with status"]).expect("the agent logged the exit");
+    eprintln!("{id}: the executor exited {:.2}s after the agent's SHUTDOWN", exited - shutdown);
+    assert!(exited - shutdown < 4.5, "exited {:.2}s after SHUTDOWN: the grace period is 5 s", exited - shutdown);
+    assert!(c.agent_update_time(id, "TASK_KILLED").is_some(), "the agent handled TASK_KILLED for the task");
+    assert!(!c.agent_logged(&["Killing executor", id]), "the agent killed the executor");
+    assert!(!c.agent_logged(&["terminated with signal", id]), "the executor died of a signal");
+}
+both!(teardown);
 
 /// The task's TERM trap runs to its end within the grace (it prints "graceful exit").
 fn kill_policy_trap_completes(c: &mut Cluster, id: &str) {

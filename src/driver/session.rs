@@ -149,7 +149,9 @@ impl<E: Executor> Session<E> {
         use tracing::Instrument;
         let (stop_writer, stopped) = tokio::sync::oneshot::channel::<()>();
         let writer = self.config.metrics_file.clone().map(|path| {
-            info!(path = %path.display(), "writing metrics");
+            // Beneath the sandbox, whose path holds the executor's ids: relative to it.
+            let shown = self.config.env.sandbox.as_deref().and_then(|s| path.strip_prefix(s).ok()).unwrap_or(&path);
+            info!(path = %shown.display(), "writing metrics");
             let stopped = async move {
                 let _ = stopped.await;
             };
@@ -208,6 +210,12 @@ impl<E: Executor> Session<E> {
                     self.link = Link::Down;
                 }
                 Action::NotifyDisconnected => {
+                    // The lifecycle waits `MESOS_RECOVERY_TIMEOUT` for a checkpointing
+                    // framework's agent, and gives up at once otherwise (GaveUp says so).
+                    if self.config.env.checkpoint {
+                        let gives_up_in = crate::env::format_duration(self.config.env.recovery_timeout);
+                        info!(%gives_up_in, "agent lost; waiting for the agent to come back");
+                    }
                     let metrics = &self.config.metrics;
                     metrics.disconnects.inc();
                     metrics.connected.set(0);

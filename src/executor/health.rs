@@ -58,6 +58,16 @@ impl Tracker {
         }
     }
 
+    /// Failures counted in a row so far (those in the grace period are not counted).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// The latest verdict: `None` before the first counted result.
+    pub fn healthy(&self) -> Option<bool> {
+        self.healthy
+    }
+
     /// Takes one result.
     pub fn observe(&mut self, ok: bool, now: Instant) -> Verdict {
         if ok {

@@ -318,9 +318,15 @@ impl Cluster {
     pub fn agent_update_time(&self, task: &str, state: &str) -> Option<f64> {
         let what = format!("Handling status update {state} ");
         let whose = format!(" for task {task} of framework");
+        self.agent_log_time(&[&what, &whose])
+    }
+
+    /// When (seconds into the day, from the agent's log) the agent first logged a line
+    /// containing all of `needles`.
+    pub fn agent_log_time(&self, needles: &[&str]) -> Option<f64> {
         (0..self.runs.load(Ordering::Relaxed)).find_map(|n| {
             let log = std::fs::read_to_string(self.work.join(format!("agent.{n}.err"))).ok()?;
-            let line = log.lines().find(|l| l.contains(&what) && l.contains(&whose))?;
+            let line = log.lines().find(|l| needles.iter().all(|x| l.contains(x)))?;
             // "I20261204 17:41:22.034483  2394 slave.cpp:5992] ..."
             let time = line.split_whitespace().nth(1)?;
             let mut parts = time.split(':');
@@ -349,6 +355,21 @@ impl Cluster {
         })
         .unwrap_or_else(|e| panic!("{e}"));
         find(self).unwrap_or_default()
+    }
+
+    /// `POST /master/teardown` of `framework` (the operator's endpoint): the master removes
+    /// the framework and the agent shuts its executors down.
+    pub fn teardown(&self, framework: &str) {
+        let url = format!("http://127.0.0.1:{}/master/teardown", self.master_port);
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "-X", "POST"])
+            .arg("--data")
+            .arg(format!("frameworkId={framework}"))
+            .arg(&url)
+            .output()
+            .expect("curl /master/teardown");
+        let code = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(code, "200", "/master/teardown answered {code}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     pub fn master_state(&self) -> Result<Value, String> {

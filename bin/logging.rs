@@ -1,0 +1,58 @@
+//! The daemon's log, on stderr, for an operator: the human format (the default) or one
+//! JSON object per line (`--log_format=json`), filtered by `RUST_LOG` (default `info`).
+//!
+//! The executor's ids are long (a framework id and an executor id are 40 to 80
+//! characters) and the same on every line of one executor's log, which the agent keeps
+//! in that executor's own sandbox. So the human format names them once, on the
+//! `starting` line, and its lines carry time, level, message and the event's own fields,
+//! never the spans (the library's driver span would put both ids on every line). The JSON
+//! format keeps every span: [`executor_span`], entered for the life of the runtime's
+//! thread, gives every line `span.framework_id` and `span.executor_id`, as the driver's
+//! span does for its own lines.
+
+use std::fmt;
+
+use tracing::{Event, Subscriber};
+use tracing_subscriber::{
+    fmt::{
+        FmtContext, FormatEvent, FormatFields,
+        format::Writer,
+        time::{FormatTime, SystemTime},
+    },
+    registry::LookupSpan,
+};
+
+use crate::settings::LogFormat;
+
+/// Installs the global subscriber for `format`.
+pub fn init(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_ansi(false).event_format(Short).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The span every line of the daemon is logged in (entered on the runtime's thread for
+/// its whole life): the executor's ids, as fields.
+pub fn executor_span(framework_id: &str, executor_id: &str) -> tracing::Span {
+    tracing::info_span!("executor", framework_id, executor_id)
+}
+
+/// The human format: `<time> <LEVEL> <message> <field>=<value>...`, without targets or
+/// spans.
+struct Short;
+
+impl<S, N> FormatEvent<S, N> for Short
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        SystemTime.format_time(&mut writer)?;
+        write!(writer, " {:>5} ", event.metadata().level())?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}

@@ -2,14 +2,16 @@
 //! environment, validated into one [`Settings`] value before anything starts: a bad
 //! value is a [`UsageError`] naming it, and the daemon exits 64.
 
-use std::{fmt, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{fmt, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, ValueEnum};
 use mesos_executor::{ContentType, DriverConfig, ExecutorEnv, proto::v1::CommandInfo, wire};
 use tracing::warn;
 
 use crate::{
-    EX_USAGE, fetch, logrotate, state_file,
+    EX_USAGE, config_file, fetch,
+    host_metrics::{self, MetricsAddress},
+    logrotate, state_file,
     supervisor::{Mode, SupervisorConfig},
     task_flags,
 };
@@ -39,6 +41,11 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(name = "mesos-executor", version, after_help = AFTER_HELP)]
 pub struct Args {
+    /// A file of options for this host: TOML, one `flag_name = value` a line, under the
+    /// flags and their environment forms (default: /etc/mesos-executor/config.toml when
+    /// it exists; MESOS_EXECUTOR_CONFIG names another, outside drop-in mode).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
     /// Directory of Mesos helper programs. The agent passes it when it starts its
     /// command executor; its presence selects the drop-in command executor mode.
     #[arg(long = "launcher_dir", alias = "launcher-dir", env = "MESOS_LAUNCHER_DIR")]
@@ -85,10 +92,21 @@ pub struct Args {
         env = "MESOS_EXECUTOR_METRICS_INTERVAL"
     )]
     metrics_interval: String,
-    /// Also serve the metrics at `http://<address>/metrics` (off by default), such as
-    /// `127.0.0.1:9105`.
-    #[arg(long = "metrics_address", alias = "metrics-address", env = "MESOS_EXECUTOR_METRICS_ADDRESS")]
-    metrics_address: Option<std::net::SocketAddr>,
+    /// Write the metrics file into this shared directory (node_exporter's textfile
+    /// collector) instead, under a name unique to the executor, removed when it ends.
+    #[arg(long = "metrics_dir", alias = "metrics-dir", env = "MESOS_EXECUTOR_METRICS_DIR")]
+    metrics_dir: Option<PathBuf>,
+    /// Also serve the metrics at `http://<address>/metrics` (off by default): such as
+    /// `127.0.0.1:9105`, port 0 for one the system chooses (logged), or `unix:<path>`
+    /// for a unix socket (relative: in the sandbox; ending in `/`: a directory, where
+    /// the socket gets a name of the executor's own).
+    #[arg(
+        long = "metrics_address",
+        alias = "metrics-address",
+        env = "MESOS_EXECUTOR_METRICS_ADDRESS",
+        value_parser = host_metrics::parse_address
+    )]
+    metrics_address: Option<MetricsAddress>,
     /// Idle time before TCP keepalive probes start on connections to the agent, as a
     /// stout duration; a vanished agent host is noticed after about 2.5 times this.
     #[arg(
@@ -109,6 +127,9 @@ pub struct Args {
     /// Internal: the task marker prefix the watchdog cleans up.
     #[arg(long = "watchdog_marker", hide = true)]
     pub watchdog_marker: Option<String>,
+    /// Internal: files the watchdog removes once the daemon is gone.
+    #[arg(long = "watchdog_remove", hide = true)]
+    pub watchdog_remove: Vec<PathBuf>,
     /// A CA bundle (PEM) that task URI downloads trust besides the system's roots.
     /// Downloads never use the agent link's TLS settings.
     #[arg(long = "fetcher_ca_file", alias = "fetcher-ca-file", env = "MESOS_EXECUTOR_FETCHER_CA_FILE")]
@@ -238,6 +259,22 @@ pub fn parse_args() -> Result<(Args, Vec<String>), ExitCode> {
         // named like a flag (MESOS_USER, MESOS_TASK_COMMAND, ...) must change nothing.
         command = command.mut_args(|arg| arg.env(None::<&'static str>));
     }
+    // The host's file, under the flags and their environment forms; never for the
+    // watchdog, which must start whatever the file says.
+    if !argv.iter().any(|a| a.starts_with("--watchdog=")) {
+        let (path, required) = config_file::locate(&argv, drop_in(&argv), |name| std::env::var_os(name));
+        let applied = config_file::read(&path, required).and_then(|entries| {
+            entries.map(|entries| config_file::apply(command.clone(), &path, &entries)).transpose()
+        });
+        match applied {
+            Ok(Some(configured)) => command = configured,
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("mesos-executor: {e}");
+                return Err(ExitCode::from(EX_USAGE));
+            }
+        }
+    }
     let args = command.try_get_matches_from(argv).and_then(|m| Args::from_arg_matches(&m)).map_err(|e| {
         let _ = e.print();
         match e.kind() {
@@ -280,8 +317,13 @@ pub struct Settings {
     pub task_command: Option<CommandInfo>,
     pub metrics_file: Option<PathBuf>,
     pub metrics_interval: Duration,
-    /// `--metrics_address`: serve the metrics there too.
-    pub metrics_address: Option<SocketAddr>,
+    /// `--metrics_dir`: the executor's file in the shared directory, removed at exit.
+    pub host_metrics_file: Option<PathBuf>,
+    /// `--metrics_address`, resolved: serve the metrics there too.
+    pub metrics_address: Option<MetricsAddress>,
+    /// Files of this executor's alone that its watchdog removes when the daemon dies
+    /// however it dies (the shared metrics file, its own socket).
+    pub cleanup: Vec<PathBuf>,
     pub keepalive_idle: Duration,
     /// `--ack_timeout`.
     pub ack_timeout: Duration,
@@ -350,6 +392,18 @@ impl Settings {
             env.sandbox.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| PathBuf::from("."));
         let working_directory = args.working_directory.clone().or_else(|| task_flags.working_directory.clone());
         let state_file = args.state_file.unwrap_or_else(|| sandbox.join(state_file::FILE_NAME));
+        let (framework_id, executor_id) = (env.framework_id.as_str(), env.executor_id.as_str());
+        let host_metrics_file =
+            args.metrics_dir.map(|dir| dir.join(host_metrics::file_name(framework_id, executor_id)));
+        if host_metrics_file.is_some() && args.metrics_file.is_some() {
+            warn!("--metrics_dir wins over --metrics_file: the metrics go to the shared directory");
+        }
+        let socket_ours = args.metrics_address.as_ref().is_some_and(MetricsAddress::per_executor);
+        let metrics_address = args.metrics_address.map(|a| a.resolve(&sandbox, framework_id, executor_id));
+        let mut cleanup: Vec<PathBuf> = host_metrics_file.iter().cloned().collect();
+        if let (true, Some(MetricsAddress::Unix(socket))) = (socket_ours, &metrics_address) {
+            cleanup.push(socket.clone());
+        }
         Ok(Settings {
             mode,
             env,
@@ -361,7 +415,9 @@ impl Settings {
             task_command,
             metrics_file: args.metrics_file,
             metrics_interval,
-            metrics_address: args.metrics_address,
+            host_metrics_file,
+            metrics_address,
+            cleanup,
             keepalive_idle,
             ack_timeout,
             fetcher_stall,
@@ -381,7 +437,16 @@ impl Settings {
     /// The tasks metric cannot be registered (an internal failure).
     pub fn configs(self, nonce: &str) -> Result<(DriverConfig, SupervisorConfig), String> {
         let mut config = DriverConfig::new(self.env);
-        if let Some(path) = self.metrics_file {
+        // Every series names its executor: many executors' files share a directory, and
+        // scrapes of many endpoints are told apart.
+        config.metrics = mesos_executor::metrics::Metrics::with_labels(&[
+            ("framework_id", config.env.framework_id.as_str()),
+            ("executor_id", config.env.executor_id.as_str()),
+        ])
+        .map_err(|e| format!("cannot label the metrics: {e}"))?;
+        if let Some(path) = self.host_metrics_file {
+            config.metrics_file = Some(path);
+        } else if let Some(path) = self.metrics_file {
             config.metrics_file = Some(path);
         } else if self.mode == Mode::Command {
             // A drop-in's environment holds the task's variables: a task must not choose

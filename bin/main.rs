@@ -43,8 +43,12 @@ const EX_SOFTWARE: u8 = 70;
 /// How long the exit waits for the supervisor to write its last state.
 const SUPERVISOR_JOIN_DEADLINE: Duration = Duration::from_secs(1);
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+/// Logging on stderr, filtered by `--log_filter` (or `RUST_LOG`); a filter that does not
+/// parse is `info`, as a bad `RUST_LOG` always was.
+fn init_logging(format: LogFormat, filter: Option<&str>) {
+    let filter = filter
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.with_ansi(false).init(),
@@ -82,7 +86,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    init_logging(args.log_format);
+    init_logging(args.log_format, args.log_filter.as_deref());
     for flag in &dropped_flags {
         warn!(%flag, "ignoring a flag this executor does not know (the agent may be newer)");
     }

@@ -177,6 +177,10 @@ pub struct Args {
         env = "MESOS_EXECUTOR_LOG_FORMAT"
     )]
     pub log_format: LogFormat,
+    /// Which log lines to write, as `RUST_LOG` says it (`info`, `debug`,
+    /// `mesos_executor=debug,info`); `RUST_LOG` is read in both modes (default: `info`).
+    #[arg(long = "log_filter", alias = "log-filter", env = "RUST_LOG")]
+    pub log_filter: Option<String>,
     /// Most tasks running at once (off by default): a LAUNCH over it, or a LAUNCH_GROUP
     /// that would cross it, gets TASK_FAILED (REASON_CONTAINER_LIMITATION) at once.
     #[arg(long = "max_tasks", alias = "max-tasks", env = "MESOS_EXECUTOR_MAX_TASKS", value_parser = clap::value_parser!(u32).range(1..))]
@@ -257,7 +261,10 @@ pub fn parse_args() -> Result<(Args, Vec<String>), ExitCode> {
         // Upstream's command executor reads its flags from its command line alone, and
         // the agent merges the task's own environment into a drop-in's: a task variable
         // named like a flag (MESOS_USER, MESOS_TASK_COMMAND, ...) must change nothing.
-        command = command.mut_args(|arg| arg.env(None::<&'static str>));
+        // RUST_LOG excepted: it filters the executor's own log (in the task's sandbox), as
+        // it always has in both modes.
+        command =
+            command.mut_args(|arg| if arg.get_id() == "log_filter" { arg } else { arg.env(None::<&'static str>) });
     }
     // The host's file, under the flags and their environment forms; never for the
     // watchdog, which must start whatever the file says.

@@ -48,6 +48,24 @@ async fn a_drop_in_takes_its_options_from_the_file() {
     assert!(metrics.exists(), "metrics_file from the file was not applied");
 }
 
+/// `RUST_LOG`'s filter, which an operator could only set with a wrapper, is an option
+/// (`log_filter`); `RUST_LOG` itself, read in both modes as before, wins over the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_filter_is_an_option_under_rust_log() {
+    let (_dir, path) = config("log_filter = \"debug\"\n");
+    let config_flag = format!("--config={}", path.display());
+    let d = start(AgentConfig::default(), &[DROP_IN, &config_flag]).await;
+    run_task(&d).await;
+    let log = std::fs::read_to_string(d.sandbox.join("stderr")).unwrap();
+    assert!(log.contains("DEBUG"), "log_filter from the file was not applied:\n{log}");
+    let mut agent = AgentConfig::default();
+    agent.executor_environment_variables.insert("RUST_LOG".into(), "warn".into());
+    let d = start(agent, &[DROP_IN, &config_flag]).await;
+    run_task(&d).await;
+    let log = std::fs::read_to_string(d.sandbox.join("stderr")).unwrap();
+    assert!(!log.contains("DEBUG") && !log.contains("INFO"), "the file won over RUST_LOG:\n{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flag_wins_over_the_file() {
     let (_dir, path) = config("log_format = \"json\"\n");

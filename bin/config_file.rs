@@ -15,8 +15,8 @@
 //! bad usage (exit 64), named with the file and the line.
 //!
 //! Who may write it: the daemon may run as root and start tasks as other users, so the
-//! file is a security boundary. The file and every directory above it (after links are
-//! resolved) must belong to root or to the daemon's own user, and must not be writable
+//! file is a security boundary. The file and every directory above it (as named, and
+//! after links are resolved) must belong to root or to the daemon's own user, and must not be writable
 //! by group or others (a directory may be, with the sticky bit, as `/tmp`: others cannot
 //! replace what is not theirs there). This is the rule sshd applies to its users'
 //! files (`StrictModes`). Anything else is refused, exit 64, saying why.
@@ -107,7 +107,10 @@ pub fn read(path: &Path, required: bool) -> Result<Option<Vec<Entry>>, ConfigErr
         Err(e) => return Err(ConfigError::new(path, None, format!("cannot open it: {e}"))),
     };
     let me = nix::unistd::geteuid().as_raw();
-    for dir in canonical.ancestors().skip(1) {
+    // The directories of the path as named too: a link there, replaced by whoever may
+    // write its directory, would name another file.
+    let named = std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_else(|_| path.to_owned());
+    for dir in canonical.ancestors().skip(1).chain(named.ancestors().skip(1)) {
         let meta =
             std::fs::metadata(dir).map_err(|e| ConfigError::new(path, None, format!("{}: {e}", dir.display())))?;
         check_owner(path, dir, &meta, me, true)?;
@@ -197,6 +200,10 @@ pub fn apply(command: clap::Command, path: &Path, entries: &[Entry]) -> Result<c
                 && !a.is_hide_set()
                 && !NOT_OPTIONS.contains(&entry.key.as_str())
         });
+        if NOT_OPTIONS.contains(&entry.key.as_str()) {
+            let why = format!("{} is not an option: it is for the command line alone", entry.key);
+            return Err(ConfigError::new(path, Some(entry.line), why));
+        }
         if !known {
             return Err(ConfigError::new(
                 path,
@@ -206,7 +213,7 @@ pub fn apply(command: clap::Command, path: &Path, entries: &[Entry]) -> Result<c
         }
         // The flag's own parser decides, as on the command line; the environment is not
         // read for this check.
-        let probe = command.clone().mut_args(|a| a.env(None::<&'static str>)).ignore_errors(false);
+        let probe = command.clone().mut_args(|a| a.env(None::<&'static str>));
         if let Err(e) =
             probe.try_get_matches_from(["mesos-executor".to_owned(), format!("--{}={}", entry.key, entry.value)])
         {
@@ -254,6 +261,21 @@ mod tests {
         assert!(bad.starts_with("config file /etc/x.toml, line 2: not TOML"), "{bad}");
         let table = parse(path, "a = \"x\"\n[b]\nc = 1\n").unwrap_err().to_string();
         assert!(table.contains("line 2") && table.contains("string or an integer"), "{table}");
+    }
+
+    #[test]
+    fn a_link_in_a_directory_others_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (safe, open) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let target = safe.path().join("config.toml");
+        std::fs::write(&target, "max_tasks = 2\n").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = open.path().join("config.toml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(read(&link, true).is_ok());
+        std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = read(&link, true).unwrap_err().to_string();
+        assert!(e.contains(&open.path().display().to_string()) && e.contains("writable"), "{e}");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! executor ids ([`file_name`]), and removes it when it ends (its watchdog does, when the
 //! daemon is killed). `--metrics_address` takes `host:port` (port 0: the system chooses,
 //! and the daemon logs what it chose) or `unix:<path>`, a unix socket: a relative path is
-//! in the sandbox, and a path ending in `/` is a directory where the socket gets a name
-//! of this executor's own ([`socket_name`]).
+//! one file name in the sandbox, and a path ending in `/` is a directory where the socket
+//! gets a name of this executor's own ([`socket_name`]).
 //!
 //! The ids come from the agent's environment and are not trusted to make a path: a name
 //! keeps only `[A-Za-z0-9_.-]` of each id, cut short, plus a digest of both ids whole, so
@@ -25,13 +25,18 @@ pub enum MetricsAddress {
     Unix(PathBuf),
 }
 
-/// Parses `--metrics_address` (clap's value parser).
+/// Parses `--metrics_address` (clap's value parser). A relative socket path must be one
+/// file name: the sandbox holds what the task's URIs brought, links included, and the
+/// daemon (maybe root) must not follow one of them to bind elsewhere.
 ///
 /// # Errors
-/// Neither `host:port` nor `unix:<path>`.
+/// Neither `host:port` nor `unix:<path>`, or a relative path of more than a name.
 pub fn parse_address(value: &str) -> Result<MetricsAddress, String> {
     match value.strip_prefix("unix:") {
         Some("") => Err("unix: needs a path".to_owned()),
+        Some(path) if !path.starts_with('/') && (path.contains('/') || path == "." || path == "..") => {
+            Err(format!("unix:{path}: a relative socket path is one file name in the sandbox"))
+        }
         Some(path) => Ok(MetricsAddress::Unix(PathBuf::from(path))),
         None => value
             .parse()
@@ -144,6 +149,9 @@ mod tests {
         let sandbox = Path::new("/sandbox");
         assert_eq!(parse_address("127.0.0.1:0"), Ok(MetricsAddress::Tcp("127.0.0.1:0".parse().unwrap())));
         assert!(parse_address("localhost").is_err() && parse_address("unix:").is_err());
+        for beneath in ["unix:fetched/link/m.sock", "unix:..", "unix:./m.sock"] {
+            assert!(parse_address(beneath).is_err(), "{beneath}");
+        }
         let unix = |p: &str| parse_address(p).unwrap().resolve(sandbox, "fw", "ex");
         assert_eq!(unix("unix:/run/m.sock"), MetricsAddress::Unix("/run/m.sock".into()));
         assert_eq!(unix("unix:m.sock"), MetricsAddress::Unix("/sandbox/m.sock".into()));

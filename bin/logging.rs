@@ -1,5 +1,6 @@
 //! The daemon's log, on stderr, for an operator: the human format (the default) or one
-//! JSON object per line (`--log_format=json`), filtered by `RUST_LOG` (default `info`).
+//! JSON object per line (`--log_format=json`), filtered by `--log_filter` (or `RUST_LOG`,
+//! which wins; default `info`).
 //!
 //! The executor's ids are long (a framework id and an executor id are 40 to 80
 //! characters) and the same on every line of one executor's log, which the agent keeps
@@ -24,9 +25,12 @@ use tracing_subscriber::{
 
 use crate::settings::LogFormat;
 
-/// Installs the global subscriber for `format`.
-pub fn init(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+/// Installs the global subscriber for `format`, with `filter` (`--log_filter`, or
+/// `RUST_LOG`); a filter that does not parse is `info`, as a bad `RUST_LOG` always was.
+pub fn init(format: LogFormat, filter: Option<&str>) {
+    let filter = filter
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.with_ansi(false).event_format(Short).init(),

@@ -8,10 +8,12 @@
 #![forbid(unsafe_code)]
 
 mod book;
+mod config_file;
 mod exec_helper;
 mod executor;
 mod fetch;
 mod group;
+mod host_metrics;
 mod inbox;
 mod logging;
 mod logrotate;
@@ -24,13 +26,14 @@ mod supervisor;
 mod task_flags;
 mod watchdog;
 
-use std::{net::SocketAddr, os::unix::process::CommandExt, process::ExitCode, time::Duration};
+use std::{os::unix::process::CommandExt, path::PathBuf, process::ExitCode, time::Duration};
 
 use mesos_executor::{DriverConfig, ExecutorDriver, executor::process, metrics::Metrics};
 use tracing::{info, warn};
 
 use crate::{
     executor::CommandExecutor,
+    host_metrics::MetricsAddress,
     settings::{Settings, Sub},
     supervisor::SupervisorConfig,
 };
@@ -57,7 +60,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     if let (Some(parent), Some(prefix)) = (args.watchdog, &args.watchdog_marker) {
-        return watchdog::run(parent, prefix);
+        return watchdog::run(parent, prefix, &args.watchdog_remove);
     }
     if let Some(Sub::State { sandbox, state_file }) = &args.command {
         return match state_file::table(sandbox.as_deref(), state_file.as_deref()) {
@@ -71,7 +74,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    logging::init(args.log_format);
+    logging::init(args.log_format, args.log_filter.as_deref());
     for flag in &dropped_flags {
         warn!(%flag, "ignoring a flag this executor does not know (the agent may be newer)");
     }
@@ -107,12 +110,18 @@ fn main() -> ExitCode {
         .arg0(watchdog::NAME)
         .arg(format!("--watchdog={}", std::process::id()))
         .arg(format!("--watchdog_marker={nonce}/"))
+        .args(settings.cleanup.iter().map(|path| {
+            let mut arg = std::ffi::OsString::from("--watchdog_remove=");
+            arg.push(path);
+            arg
+        }))
         .stdin(std::process::Stdio::null())
         .spawn();
     if let Err(e) = &watchdog {
         warn!(error = %e, "cannot start the watchdog; tasks may outlive a killed executor");
     }
-    let (mode, metrics_address) = (settings.mode, settings.metrics_address);
+    let (mode, metrics_address) = (settings.mode, settings.metrics_address.clone());
+    let host_metrics_file = settings.host_metrics_file.clone();
     let (config, supervisor_config) = match settings.configs(&nonce) {
         Ok(configs) => configs,
         Err(e) => {
@@ -139,15 +148,21 @@ fn main() -> ExitCode {
             warn!(file, path = %path.display(), "the file's directory is writable by other users: a task could forge it");
         }
     }
-    let code = runtime.block_on(async move {
-        if let Some(address) = metrics_address {
-            serve_metrics(address, config.metrics.clone()).await;
-        }
-        run(config, supervisor_config, mode).await
+    let (code, socket) = runtime.block_on(async move {
+        let socket = match metrics_address {
+            Some(address) => serve_metrics(address, config.metrics.clone()).await,
+            None => None,
+        };
+        (run(config, supervisor_config, mode).await, socket)
     });
     // A name lookup abandoned at its deadline may still hold a blocking thread; the
     // exit must not wait for it.
     runtime.shutdown_background();
+    // What this executor put in shared places goes with it (the driver has written its
+    // last metrics by now); after a SIGKILL the watchdog removes them.
+    for path in host_metrics_file.iter().chain(socket.iter()) {
+        host_metrics::remove(path);
+    }
     // Whatever happened, leave no task process behind.
     let killed = process::kill_marked_with_prefix(&format!("{nonce}/"));
     if killed > 0 {
@@ -157,15 +172,35 @@ fn main() -> ExitCode {
 }
 
 /// Serves the metrics at `http://<address>/metrics` (`metrics_endpoint.rs`) for as long
-/// as the runtime lives; a bind that fails is logged, and the daemon runs on without.
-async fn serve_metrics(address: SocketAddr, metrics: Metrics) {
-    match tokio::net::TcpListener::bind(address).await {
-        Ok(listener) => {
-            info!(%address, "serving metrics at /metrics");
-            tokio::spawn(metrics_endpoint::serve(listener, metrics));
-        }
-        Err(e) => warn!(%address, error = %e, "cannot serve metrics"),
-    }
+/// as the runtime lives, logging the address (the port the system chose, for port 0);
+/// a bind that fails is logged, and the daemon runs on without. Returns the socket it
+/// made, to be removed at exit.
+async fn serve_metrics(address: MetricsAddress, metrics: Metrics) -> Option<PathBuf> {
+    let (listener, socket) = match &address {
+        MetricsAddress::Tcp(address) => match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => {
+                let address = listener.local_addr().map_or_else(|_| address.to_string(), |a| a.to_string());
+                info!(%address, "serving metrics at /metrics");
+                (metrics_endpoint::Listener::Tcp(listener), None)
+            }
+            Err(e) => {
+                warn!(%address, error = %e, "cannot serve metrics");
+                return None;
+            }
+        },
+        MetricsAddress::Unix(path) => match tokio::net::UnixListener::bind(path) {
+            Ok(listener) => {
+                info!(address = %format!("unix:{}", path.display()), "serving metrics at /metrics");
+                (metrics_endpoint::Listener::Unix(listener), Some(path.clone()))
+            }
+            Err(e) => {
+                warn!(address = %format!("unix:{}", path.display()), error = %e, "cannot serve metrics");
+                return None;
+            }
+        },
+    };
+    tokio::spawn(metrics_endpoint::serve(listener, metrics));
+    socket
 }
 
 async fn run(config: DriverConfig, supervisor_config: SupervisorConfig, mode: supervisor::Mode) -> u8 {

@@ -1,5 +1,5 @@
 //! The optional metrics endpoint (`--metrics_address`): `GET /metrics` over plain HTTP/1.1
-//! for a local scraper. The metrics file is the main output; this is a convenience, so it
+//! for a local scraper, on TCP or on a unix socket. The metrics file is the main output; this is a convenience, so it
 //! must never cost the daemon or its tasks anything they need.
 //!
 //! Threat model: any local process can connect (the endpoint has no authentication; it
@@ -23,7 +23,11 @@ use std::{
 use http_body_util::Full;
 use hyper::{Response, StatusCode, body::Bytes, service::service_fn};
 use mesos_executor::metrics::Metrics;
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, UnixListener},
+    sync::oneshot,
+};
 use tracing::warn;
 
 /// Connections served at once; a scraper needs one.
@@ -48,13 +52,33 @@ struct Held {
     alive: Weak<()>,
 }
 
+/// A connection, over TCP or a unix socket.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Where the endpoint accepts connections.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Box<dyn Io>> {
+        Ok(match self {
+            Listener::Tcp(listener) => Box::new(listener.accept().await?.0),
+            Listener::Unix(listener) => Box::new(listener.accept().await?.0),
+        })
+    }
+}
+
 /// Serves `listener` until the runtime ends.
-pub async fn serve(listener: TcpListener, metrics: Metrics) {
+pub async fn serve(listener: Listener, metrics: Metrics) {
     let mut held: Vec<Held> = Vec::new();
     let mut refused_before = false;
     loop {
         let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+            Ok(stream) => stream,
             Err(e) => {
                 // Out of descriptors (EMFILE) fails every accept at once: pause, not spin.
                 warn!(error = %e, "cannot accept a metrics connection");

@@ -2,14 +2,16 @@
 //! environment, validated into one [`Settings`] value before anything starts: a bad
 //! value is a [`UsageError`] naming it, and the daemon exits 64.
 
-use std::{fmt, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{fmt, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, ValueEnum};
 use mesos_executor::{ContentType, DriverConfig, ExecutorEnv, proto::v1::CommandInfo, wire};
 use tracing::warn;
 
 use crate::{
-    EX_USAGE, fetch, logrotate, state_file,
+    EX_USAGE, config_file, fetch,
+    host_metrics::{self, MetricsAddress},
+    logrotate, state_file,
     supervisor::{Mode, SupervisorConfig},
     task_flags,
 };
@@ -39,6 +41,11 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(name = "mesos-executor", version, after_help = AFTER_HELP)]
 pub struct Args {
+    /// A file of options for this host: TOML, one `flag_name = value` a line, under the
+    /// flags and their environment forms (default: /etc/mesos-executor/config.toml when
+    /// it exists; MESOS_EXECUTOR_CONFIG names another, outside drop-in mode).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
     /// Directory of Mesos helper programs. The agent passes it when it starts its
     /// command executor; its presence selects the drop-in command executor mode.
     #[arg(long = "launcher_dir", alias = "launcher-dir", env = "MESOS_LAUNCHER_DIR")]
@@ -88,10 +95,21 @@ pub struct Args {
         env = "MESOS_EXECUTOR_METRICS_INTERVAL"
     )]
     metrics_interval: String,
-    /// Also serve the metrics at `http://<address>/metrics` (off by default), such as
-    /// `127.0.0.1:9105`.
-    #[arg(long = "metrics_address", alias = "metrics-address", env = "MESOS_EXECUTOR_METRICS_ADDRESS")]
-    metrics_address: Option<std::net::SocketAddr>,
+    /// Write the metrics file into this shared directory (node_exporter's textfile
+    /// collector) instead, under a name unique to the executor, removed when it ends.
+    #[arg(long = "metrics_dir", alias = "metrics-dir", env = "MESOS_EXECUTOR_METRICS_DIR")]
+    metrics_dir: Option<PathBuf>,
+    /// Also serve the metrics at `http://<address>/metrics` (off by default): such as
+    /// `127.0.0.1:9105`, port 0 for one the system chooses (logged), or `unix:<path>`
+    /// for a unix socket (relative: in the sandbox; ending in `/`: a directory, where
+    /// the socket gets a name of the executor's own).
+    #[arg(
+        long = "metrics_address",
+        alias = "metrics-address",
+        env = "MESOS_EXECUTOR_METRICS_ADDRESS",
+        value_parser = host_metrics::parse_address
+    )]
+    metrics_address: Option<MetricsAddress>,
     /// Idle time before TCP keepalive probes start on connections to the agent, as a
     /// stout duration; a vanished agent host is noticed after about 2.5 times this.
     #[arg(
@@ -112,6 +130,9 @@ pub struct Args {
     /// Internal: the task marker prefix the watchdog cleans up.
     #[arg(long = "watchdog_marker", hide = true)]
     pub watchdog_marker: Option<String>,
+    /// Internal: files the watchdog removes once the daemon is gone.
+    #[arg(long = "watchdog_remove", hide = true)]
+    pub watchdog_remove: Vec<PathBuf>,
     /// A CA bundle (PEM) that task URI downloads trust besides the system's roots.
     /// Downloads never use the agent link's TLS settings.
     #[arg(long = "fetcher_ca_file", alias = "fetcher-ca-file", env = "MESOS_EXECUTOR_FETCHER_CA_FILE")]
@@ -159,6 +180,10 @@ pub struct Args {
         env = "MESOS_EXECUTOR_LOG_FORMAT"
     )]
     pub log_format: LogFormat,
+    /// Which log lines to write, as `RUST_LOG` says it (`info`, `debug`,
+    /// `mesos_executor=debug,info`); `RUST_LOG` is read in both modes (default: `info`).
+    #[arg(long = "log_filter", alias = "log-filter", env = "RUST_LOG")]
+    pub log_filter: Option<String>,
     /// Most tasks running at once (off by default): a LAUNCH over it, or a LAUNCH_GROUP
     /// that would cross it, gets TASK_FAILED (REASON_CONTAINER_LIMITATION) at once.
     #[arg(long = "max_tasks", alias = "max-tasks", env = "MESOS_EXECUTOR_MAX_TASKS", value_parser = clap::value_parser!(u32).range(1..))]
@@ -229,35 +254,65 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// The flags, or the exit for `--help`, `--version` (0) and bad usage (64, where
-/// clap would say 2); with the flags dropped as unknown (`task_flags.rs`).
+/// The flags, or the exit for `--help`, `--version` (0) and bad usage or a bad config
+/// file (64, where clap would say 2); with the flags dropped as unknown (`task_flags.rs`).
 pub fn parse_args() -> Result<(Args, Vec<String>), ExitCode> {
     let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
-    parse_from(argv).map_err(|e| {
-        let _ = e.print();
-        match e.kind() {
-            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
-            _ => ExitCode::from(EX_USAGE),
+    parse_from(argv, |name| std::env::var_os(name)).map_err(|e| match e {
+        ParseError::Flags(e) => {
+            let _ = e.print();
+            match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(EX_USAGE),
+            }
+        }
+        ParseError::Config(e) => {
+            eprintln!("mesos-executor: {e}");
+            ExitCode::from(EX_USAGE)
         }
     })
 }
 
+/// Why the command line (with the host's config file) was not read.
+#[derive(Debug)]
+enum ParseError {
+    Flags(clap::Error),
+    Config(config_file::ConfigError),
+}
+
 /// [`parse_args`] of `argv`: the mode named by the program (`mesos-default-executor`)
-/// unless `--mode` says otherwise, and no flag read from the environment in the modes
-/// the agent starts on its own.
-fn parse_from(argv: Vec<String>) -> Result<(Args, Vec<String>), clap::Error> {
+/// unless `--mode` says otherwise; no flag read from the environment in the modes the
+/// agent starts on its own (`RUST_LOG` excepted); the host's config file under the flags
+/// and their environment forms.
+fn parse_from(
+    argv: Vec<String>,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<(Args, Vec<String>), ParseError> {
     use clap::{CommandFactory, FromArgMatches};
     let (argv, dropped) = task_flags::drop_unknown(argv, &task_flags::known_flags(&Args::command()));
     let mut command = Args::command();
-    if drop_in(&argv) || default_executor(&argv) {
+    let agent_started = drop_in(&argv) || default_executor(&argv);
+    if agent_started {
         // Upstream's command and default executors read their flags from their command
         // line alone, and the agent merges the task's own environment into a drop-in's:
         // a task variable named like a flag (MESOS_USER, MESOS_TASK_COMMAND, ...) must
-        // change nothing.
-        command = command.mut_args(|arg| arg.env(None::<&'static str>));
+        // change nothing. RUST_LOG excepted: it filters the executor's own log (in the
+        // task's sandbox), as it always has in every mode.
+        command =
+            command.mut_args(|arg| if arg.get_id() == "log_filter" { arg } else { arg.env(None::<&'static str>) });
+    }
+    // The host's file, under the flags and their environment forms; never for the
+    // watchdog, which must start whatever the file says.
+    if !argv.iter().any(|a| a.starts_with("--watchdog=")) {
+        let (path, required) = config_file::locate(&argv, agent_started, env);
+        let entries = config_file::read(&path, required).map_err(ParseError::Config)?;
+        if let Some(entries) = entries {
+            command = config_file::apply(command, &path, &entries).map_err(ParseError::Config)?;
+        }
     }
     let by_name = named_default_executor(&argv);
-    let mut args = command.try_get_matches_from(argv).and_then(|m| Args::from_arg_matches(&m))?;
+    let mut args =
+        command.try_get_matches_from(argv).and_then(|m| Args::from_arg_matches(&m)).map_err(ParseError::Flags)?;
     if by_name && args.mode.is_none() {
         args.mode = Some(ModeArg::Default);
     }
@@ -315,8 +370,13 @@ pub struct Settings {
     pub task_command: Option<CommandInfo>,
     pub metrics_file: Option<PathBuf>,
     pub metrics_interval: Duration,
-    /// `--metrics_address`: serve the metrics there too.
-    pub metrics_address: Option<SocketAddr>,
+    /// `--metrics_dir`: the executor's file in the shared directory, removed at exit.
+    pub host_metrics_file: Option<PathBuf>,
+    /// `--metrics_address`, resolved: serve the metrics there too.
+    pub metrics_address: Option<MetricsAddress>,
+    /// Files of this executor's alone that its watchdog removes when the daemon dies
+    /// however it dies (the shared metrics file, its own socket).
+    pub cleanup: Vec<PathBuf>,
     pub keepalive_idle: Duration,
     /// `--ack_timeout`.
     pub ack_timeout: Duration,
@@ -386,6 +446,18 @@ impl Settings {
             env.sandbox.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| PathBuf::from("."));
         let working_directory = args.working_directory.clone().or_else(|| task_flags.working_directory.clone());
         let state_file = args.state_file.unwrap_or_else(|| sandbox.join(state_file::FILE_NAME));
+        let (framework_id, executor_id) = (env.framework_id.as_str(), env.executor_id.as_str());
+        let host_metrics_file =
+            args.metrics_dir.map(|dir| dir.join(host_metrics::file_name(framework_id, executor_id)));
+        if host_metrics_file.is_some() && args.metrics_file.is_some() {
+            warn!("--metrics_dir wins over --metrics_file: the metrics go to the shared directory");
+        }
+        let socket_ours = args.metrics_address.as_ref().is_some_and(MetricsAddress::per_executor);
+        let metrics_address = args.metrics_address.map(|a| a.resolve(&sandbox, framework_id, executor_id));
+        let mut cleanup: Vec<PathBuf> = host_metrics_file.iter().cloned().collect();
+        if let (true, Some(MetricsAddress::Unix(socket))) = (socket_ours, &metrics_address) {
+            cleanup.push(socket.clone());
+        }
         Ok(Settings {
             mode,
             env,
@@ -397,7 +469,9 @@ impl Settings {
             task_command,
             metrics_file: args.metrics_file,
             metrics_interval,
-            metrics_address: args.metrics_address,
+            host_metrics_file,
+            metrics_address,
+            cleanup,
             keepalive_idle,
             ack_timeout,
             fetcher_stall,
@@ -417,7 +491,16 @@ impl Settings {
     /// The tasks metric cannot be registered (an internal failure).
     pub fn configs(self, nonce: &str) -> Result<(DriverConfig, SupervisorConfig), String> {
         let mut config = DriverConfig::new(self.env);
-        if let Some(path) = self.metrics_file {
+        // Every series names its executor: many executors' files share a directory, and
+        // scrapes of many endpoints are told apart.
+        config.metrics = mesos_executor::metrics::Metrics::with_labels(&[
+            ("framework_id", config.env.framework_id.as_str()),
+            ("executor_id", config.env.executor_id.as_str()),
+        ])
+        .map_err(|e| format!("cannot label the metrics: {e}"))?;
+        if let Some(path) = self.host_metrics_file {
+            config.metrics_file = Some(path);
+        } else if let Some(path) = self.metrics_file {
             config.metrics_file = Some(path);
         } else if self.mode != Mode::Custom {
             // A drop-in's environment holds the task's variables: a task must not choose
@@ -533,7 +616,7 @@ mod tests {
     #[test]
     fn the_default_executor_is_told_by_its_name_or_its_mode() {
         let argv = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
-        let mode = |args: &[&str]| parse_from(argv(args)).map(|(a, _)| a.mode).expect("valid flags");
+        let mode = |args: &[&str]| parse_from(argv(args), |_| None).map(|(a, _)| a.mode).expect("valid flags");
         let agent = ["/var/lib/mesos/libexec/mesos-default-executor", "--launcher_dir=/usr/libexec/mesos"];
         assert!(matches!(mode(&agent), Some(ModeArg::Default)));
         assert!(matches!(mode(&["mesos-default-executor"]), Some(ModeArg::Default)));

@@ -1,7 +1,8 @@
 //! The watchdog: a second, tiny process of the daemon that outlives it only to clean
 //! up. It asks the kernel for SIGTERM when the daemon dies (`PR_SET_PDEATHSIG`), and
 //! then SIGKILLs every process carrying this daemon's task marker, so that even a
-//! SIGKILL of the daemon leaves no task process behind.
+//! SIGKILL of the daemon leaves no task process behind; and removes the files the daemon
+//! would have removed at exit (its metrics file in a shared directory, its socket).
 
 use std::time::Duration;
 
@@ -16,8 +17,9 @@ pub const NAME: &str = "mesos-executor-watchdog";
 /// Its `comm` (15 bytes at most).
 const COMM: &std::ffi::CStr = c"mesos-watchdog";
 
-/// Runs the watchdog for the daemon `parent`, whose task markers start with `prefix`.
-pub fn run(parent: u32, prefix: &str) -> std::process::ExitCode {
+/// Runs the watchdog for the daemon `parent`, whose task markers start with `prefix`,
+/// and whose files `remove` go with it.
+pub fn run(parent: u32, prefix: &str, remove: &[std::path::PathBuf]) -> std::process::ExitCode {
     // Best effort: a watchdog with its default name still works.
     let _ = nix::sys::prctl::set_name(COMM);
     let mut signals = SigSet::empty();
@@ -42,6 +44,9 @@ pub fn run(parent: u32, prefix: &str) -> std::process::ExitCode {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+    for path in remove {
+        crate::host_metrics::remove(path);
     }
     std::process::ExitCode::SUCCESS
 }

@@ -75,8 +75,27 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh registry with every metric at zero, plus build info and start time.
     pub fn new() -> Self {
-        // Names are constants of ours: a failure here is a programming error.
-        let registry = Registry::new_custom(Some("mesos_executor".to_owned()), None).expect("valid prefix");
+        Self::with_labels(&[]).expect("no labels")
+    }
+
+    /// As [`Metrics::new`], with `labels` on every series, families registered later
+    /// included (many executors' files in one directory need their ids on each series;
+    /// the text encoder escapes the values).
+    ///
+    /// # Errors
+    /// A label name that Prometheus does not allow.
+    ///
+    /// # Examples
+    /// ```
+    /// let metrics = mesos_executor::metrics::Metrics::with_labels(&[("executor_id", "a\"b")])?;
+    /// assert!(metrics.encode().contains("mesos_executor_connected{executor_id=\"a\\\"b\"} 0"));
+    /// # Ok::<(), mesos_executor::metrics::prometheus::Error>(())
+    /// ```
+    pub fn with_labels(labels: &[(&str, &str)]) -> Result<Self, prometheus::Error> {
+        let labels =
+            (!labels.is_empty()).then(|| labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
+        // Names are constants of ours: a failure below is a programming error.
+        let registry = Registry::new_custom(Some("mesos_executor".to_owned()), labels)?;
         let r = &registry;
         let events = IntCounterVec::new(
             Opts::new("events_received_total", "Events received from the agent, by type."),
@@ -107,7 +126,7 @@ impl Metrics {
                 .expect("valid metric");
         r.register(Box::new(start.clone())).expect("unique metric name");
         start.set(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
-        Metrics {
+        Ok(Metrics {
             subscription_attempts: counter(r, "subscription_attempts_total", "SUBSCRIBE calls sent."),
             subscriptions: counter(r, "subscriptions_total", "SUBSCRIBE calls answered with an event stream."),
             disconnects: counter(r, "disconnects_total", "Subscribed sessions lost."),
@@ -125,7 +144,7 @@ impl Metrics {
             ack_latency,
             registry,
             changed: Arc::new(Notify::new()),
-        }
+        })
     }
 
     /// The metrics in Prometheus text format.

@@ -11,7 +11,8 @@ use mesos_executor::proto::v1::{Environment, Secret, TaskState, environment, sec
 use support::daemon::*;
 
 /// Parses a metrics file with `prometheus_client` (installed by `scripts/test.sh`, or
-/// here with pip when missing) into `name{label="v",...}` -> value.
+/// here with pip when missing) into `name{label="v",...}` -> value, leaving out the
+/// `framework_id` and `executor_id` labels every series carries (asserted present).
 fn parse_with_prometheus_client(path: &std::path::Path) -> HashMap<String, f64> {
     let probe = std::process::Command::new("python3").args(["-c", "import prometheus_client"]).status().unwrap();
     if !probe.success() {
@@ -27,7 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 out = {}
 for family in text_string_to_metric_families(open(sys.argv[1]).read()):
     for s in family.samples:
-        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        assert "framework_id" in s.labels and "executor_id" in s.labels, s
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()) if k not in ("framework_id", "executor_id"))
         out[s.name + ("{" + labels + "}" if labels else "")] = s.value
 print(json.dumps(out))
 "#;
@@ -140,6 +142,11 @@ async fn json_logs_carry_task_ids_and_never_secrets() {
     assert!(task_lines >= 4, "{task_lines} task lines in\n{log}");
 }
 
+/// Whether a scrape shows one subscription (the series carries the executor's labels).
+fn subscribed(text: &str) -> bool {
+    text.lines().any(|l| l.starts_with("mesos_executor_subscriptions_total{") && l.ends_with("} 1"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_over_http_when_asked() {
     let port = {
@@ -157,7 +164,7 @@ async fn metrics_are_served_over_http_when_asked() {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
             stream.read_to_string(&mut text).await.unwrap();
-            if text.contains("mesos_executor_subscriptions_total 1") {
+            if subscribed(&text) {
                 break;
             }
         }
@@ -165,7 +172,7 @@ async fn metrics_are_served_over_http_when_asked() {
     }
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("content-type: text/plain; version=0.0.4"), "{text}");
-    assert!(text.contains("mesos_executor_subscriptions_total 1"), "{text}");
+    assert!(subscribed(&text), "{text}");
     drop(d);
 }
 

@@ -56,7 +56,51 @@ where
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         SystemTime.format_time(&mut writer)?;
         write!(writer, " {:>5} ", event.metadata().level())?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        let mut fields = String::new();
+        ctx.field_format().format_fields(Writer::new(&mut fields), event)?;
+        writer.write_str(&one_line(&fields, MAX_FIELDS))?;
         writeln!(writer)
+    }
+}
+
+/// Most bytes of a human line's message and fields: a value from the agent (a task id
+/// may be megabytes in a hostile record) cannot flood the log.
+const MAX_FIELDS: usize = 2048;
+
+/// `text` as one line of at most about `max` bytes: control characters escaped (a task
+/// id with a newline must not start a line of its own choosing), and the rest cut,
+/// saying how much.
+fn one_line(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max && !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut line = String::with_capacity(max.min(text.len()) + 32);
+    for (at, c) in text.char_indices() {
+        if line.len() >= max {
+            line.push_str(&format!("... ({} bytes cut)", text.len() - at));
+            break;
+        }
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_line_is_one_line_of_bounded_length() {
+        assert_eq!(one_line("task_id=web", 64), "task_id=web");
+        assert_eq!(one_line("t1\nERROR forged", 64), "t1\\nERROR forged");
+        assert_eq!(one_line("a\tb\u{1b}[31m", 64), "a\\tb\\u{1b}[31m");
+        let long = "h".repeat(10_000);
+        let cut = one_line(&long, 100);
+        assert!(cut.len() < 140 && cut.ends_with("(9900 bytes cut)"), "{cut}");
+        assert_eq!(one_line(&"é".repeat(100), 10).chars().filter(|c| *c == 'é').count(), 5);
     }
 }

@@ -116,6 +116,10 @@ fn main() -> ExitCode {
             arg
         }))
         .stdin(std::process::Stdio::null())
+        // Nothing from the environment, which in drop-in mode holds the task's variables:
+        // one of them named like a flag (`MESOS_EXECUTOR_MAX_TASKS=0`) would stop the
+        // watchdog at its start, and with it the cleanup after a SIGKILL.
+        .env_clear()
         .spawn();
     if let Err(e) = &watchdog {
         warn!(error = %e, "cannot start the watchdog; tasks may outlive a killed executor");

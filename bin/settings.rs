@@ -292,7 +292,12 @@ fn parse_from(
     let (argv, dropped) = task_flags::drop_unknown(argv, &task_flags::known_flags(&Args::command()));
     let mut command = Args::command();
     let agent_started = drop_in(&argv) || default_executor(&argv);
-    if agent_started {
+    let watchdog = argv.iter().any(|a| a.starts_with("--watchdog="));
+    if watchdog {
+        // The watchdog takes its orders from its command line alone (main.rs starts it
+        // with an empty environment too).
+        command = command.mut_args(|arg| arg.env(None::<&'static str>));
+    } else if agent_started {
         // Upstream's command and default executors read their flags from their command
         // line alone, and the agent merges the task's own environment into a drop-in's:
         // a task variable named like a flag (MESOS_USER, MESOS_TASK_COMMAND, ...) must
@@ -303,7 +308,7 @@ fn parse_from(
     }
     // The host's file, under the flags and their environment forms; never for the
     // watchdog, which must start whatever the file says.
-    if !argv.iter().any(|a| a.starts_with("--watchdog=")) {
+    if !watchdog {
         let (path, required) = config_file::locate(&argv, agent_started, env);
         let entries = config_file::read(&path, required).map_err(ParseError::Config)?;
         if let Some(entries) = entries {

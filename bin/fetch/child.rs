@@ -28,7 +28,7 @@ use super::{
     beneath::{Pending, Root, relative},
     download::{self, Http},
     extract::{self, Bounds, Kind},
-    spec::{CacheUse, Report, Spec, UriSpec, redact},
+    spec::{CacheUse, Report, Spec, UriSpec, for_log},
 };
 
 /// The largest spec read from stdin.
@@ -82,7 +82,7 @@ fn fetch() -> Result<Report, String> {
         let started = std::time::Instant::now();
         let fetched = runtime
             .block_on(fetch_one(uri, &root, cache.as_ref(), &http, &spec, &mut client))
-            .map_err(|e| format!("cannot fetch {:?}: {e}", redact(&uri.value)))?;
+            .map_err(|e| format!("cannot fetch {:?}: {e}", for_log(&uri.value)))?;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         report.fetched.push((i, fetched.bytes, millis, fetched.cached));
         if let Some((name, size)) = fetched.stored {

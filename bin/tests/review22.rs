@@ -76,7 +76,7 @@ fn task_with_uris(id: &str, command: &str, uris: Vec<Uri>) -> TaskInfo {
 /// removes the executor's file from the shared metrics directory. With
 /// `MESOS_EXECUTOR_MAX_TASKS=3` instead the test passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_drop_in_tasks_variable_cannot_switch_off_the_watchdog() {
+async fn a_drop_in_tasks_variable_cannot_switch_off_the_watchdog() {
     let dir = tempfile::tempdir().unwrap();
     let flag = format!("--metrics_dir={}", dir.path().display());
     let mut config = agent("fw-wd", "ex-wd");
@@ -109,7 +109,7 @@ async fn review_a_drop_in_tasks_variable_cannot_switch_off_the_watchdog() {
 /// helper's error says `cannot fetch "<uri>"` with `redact` (user information only),
 /// not `for_log`, and the TASK_FAILED's message is logged at warn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_failed_fetch_never_logs_the_uris_query() {
+async fn a_failed_fetch_never_logs_the_uris_query() {
     let d = start(agent("fw-f", "ex-f"), &["--mode=custom"]).await;
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -127,7 +127,7 @@ async fn review_a_failed_fetch_never_logs_the_uris_query() {
 /// newline (a real master refuses control characters; an agent need not) starts a line
 /// of the agent's choosing in the operator's log. JSON escapes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_task_id_cannot_forge_a_line_of_the_human_log() {
+async fn a_task_id_cannot_forge_a_line_of_the_human_log() {
     let d = start(agent("fw-n", "ex-n"), &["--mode=custom"]).await;
     let forged = "2026-12-07T00:00:00.000000Z ERROR forged line: agent gone, tasks lost";
     let id = format!("t1\n{forged}");
@@ -146,7 +146,7 @@ async fn review_a_task_id_cannot_forge_a_line_of_the_human_log() {
 /// id whole, so one 256 KiB id (records may be 16 MiB) writes megabytes of log into the
 /// sandbox. Upstream's ids are at most 255 bytes (the master's NAME_MAX check).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_huge_task_id_from_the_agent_does_not_flood_the_log() {
+async fn a_huge_task_id_from_the_agent_does_not_flood_the_human_log() {
     let d = start(agent("fw-h", "ex-h"), &["--mode=custom"]).await;
     let id = "h".repeat(256 * 1024);
     d.agent.agent.launch(data_task(&id, "true"));

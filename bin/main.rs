@@ -35,6 +35,7 @@ use crate::{
     executor::CommandExecutor,
     host_metrics::MetricsAddress,
     settings::{Settings, Sub},
+    state_file::ReadBy,
     supervisor::SupervisorConfig,
 };
 
@@ -142,10 +143,26 @@ fn main() -> ExitCode {
         "starting"
     );
     // A task of another user could put its own file in their place (README, "Files in
-    // the sandbox").
-    for (file, path) in [("state", Some(&supervisor_config.state_file)), ("metrics", config.metrics_file.as_ref())] {
-        if let Some(path) = path.filter(|p| state_file::forgeable_by_others(p) == Some(true)) {
-            warn!(file, path = %path.display(), "the file's directory is writable by other users: a task could forge it");
+    // the sandbox"); in --metrics_dir, which node_exporter reads whole, beside it too.
+    let metrics_read_by = if host_metrics_file.is_some() { ReadBy::EveryFile } else { ReadBy::ItsName };
+    for (file, path, read) in [
+        ("state", Some(&supervisor_config.state_file), ReadBy::ItsName),
+        ("metrics", config.metrics_file.as_ref(), metrics_read_by),
+    ] {
+        if let Some(path) = path.filter(|p| state_file::forgeable_by_others(p, read) == Some(true)) {
+            match read {
+                ReadBy::ItsName => warn!(
+                    file,
+                    path = %path.display(),
+                    "the file's directory is writable by other users: a task could forge it"
+                ),
+                ReadBy::EveryFile => warn!(
+                    file,
+                    path = %path.display(),
+                    "the metrics directory is writable by other users: any of them can add series with this \
+                     executor's labels, or take its file's name first"
+                ),
+            }
         }
     }
     let (code, socket) = runtime.block_on(async move {

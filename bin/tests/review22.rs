@@ -184,14 +184,14 @@ async fn review_a_watchdog_never_removes_a_socket_its_daemon_did_not_bind() {
     assert!(still, "the second executor's watchdog removed the first's live socket {}", socket.display());
 }
 
-/// LOW (forgery): the warning about files others could forge treats a sticky directory
-/// as safe, which is right for the state file (one name, which the sticky bit keeps),
-/// but node_exporter's textfile collector reads EVERY `*.prom` of `--metrics_dir`: in a
-/// world-writable sticky directory any user adds series with this executor's labels
-/// (and, for a daemon that is not root, pre-creates its exact name, which the daemon then
-/// cannot replace). Nothing is said.
+/// The warning about files others could forge treats a sticky directory as safe, which
+/// is right for the state file (one name, which the sticky bit keeps), but node_exporter's
+/// textfile collector reads EVERY `*.prom` of `--metrics_dir`: in a world-writable sticky
+/// directory any user adds series with this executor's labels (and, for a daemon that is
+/// not root, pre-creates its exact name, which the daemon then cannot replace). Found in
+/// review: nothing was said.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_metrics_dir_others_may_write_is_warned_about_even_when_sticky() {
+async fn a_metrics_dir_others_may_write_is_warned_about_even_when_sticky() {
     let shared = tempfile::tempdir().unwrap();
     std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let flag = format!("--metrics_dir={}", shared.path().display());

@@ -410,7 +410,7 @@ pub struct Settings {
     /// `--metrics_address`, resolved: serve the metrics there too.
     pub metrics_address: Option<MetricsAddress>,
     /// Files of this executor's alone that its watchdog removes when the daemon dies
-    /// however it dies (the shared metrics file, its own socket).
+    /// however it dies (the shared metrics file; main.rs adds the socket it bound).
     pub cleanup: Vec<PathBuf>,
     pub keepalive_idle: Duration,
     /// `--ack_timeout`.
@@ -485,12 +485,9 @@ impl Settings {
         if host_metrics_file.is_some() && args.metrics_file.is_some() {
             warn!("--metrics_dir wins over --metrics_file: the metrics go to the shared directory");
         }
-        let socket_ours = args.metrics_address.as_ref().is_some_and(MetricsAddress::per_executor);
         let metrics_address = args.metrics_address.map(|a| a.resolve(&sandbox, framework_id, executor_id));
-        let mut cleanup: Vec<PathBuf> = host_metrics_file.iter().cloned().collect();
-        if let (true, Some(MetricsAddress::Unix(socket))) = (socket_ours, &metrics_address) {
-            cleanup.push(socket.clone());
-        }
+        // The socket, once bound, is added by main.rs: only one this daemon made.
+        let cleanup: Vec<PathBuf> = host_metrics_file.iter().cloned().collect();
         Ok(Settings {
             mode,
             env,
@@ -635,7 +632,9 @@ mod tests {
             assert!(checked_value(name, "soon").is_err() && checked_value(name, "10secs").is_ok(), "{name}");
         }
         assert!(checked_value("keepalive_idle", "500ms").is_err(), "its least value");
-        assert!(checked_value("task_log_max_size", "big").is_err() && checked_value("task_log_max_size", "1MB").is_ok());
+        assert!(
+            checked_value("task_log_max_size", "big").is_err() && checked_value("task_log_max_size", "1MB").is_ok()
+        );
         assert!(checked_value("max_tasks", "anything").is_ok(), "clap's parser checks the rest");
     }
 

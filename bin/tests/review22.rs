@@ -161,13 +161,14 @@ async fn review_a_huge_task_id_from_the_agent_does_not_flood_the_log() {
     assert!(longest <= 4096, "{} bytes of log, a line of {longest} bytes", log.len());
 }
 
-/// LOW (collision): two executors with the same framework and executor ids on one host
-/// (two agents, or a relaunch racing a watchdog) get the same socket name in a
-/// `unix:<dir>/` directory. The second cannot bind it and runs on without the endpoint,
-/// but its cleanup list has the path anyway: killed, its watchdog removes the FIRST
-/// executor's live socket, a file the second never made.
+/// Two executors with the same framework and executor ids on one host (two agents, or a
+/// relaunch racing a watchdog) get the same socket name in a `unix:<dir>/` directory.
+/// The second cannot bind it and runs on without the endpoint; killed, its watchdog must
+/// leave the FIRST executor's live socket alone (found in review: its cleanup list had
+/// the path anyway; now the socket is bound before the watchdog starts, and handed to it
+/// only if bound).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_watchdog_never_removes_a_socket_its_daemon_did_not_bind() {
+async fn a_watchdog_never_removes_a_socket_its_daemon_did_not_bind() {
     let dir = tempfile::tempdir().unwrap();
     let flag = format!("--metrics_address=unix:{}/", dir.path().display());
     let a = start(agent("fw-s", "ex-s"), &["--mode=custom", &flag]).await;

@@ -187,11 +187,18 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, ConfigError> {
 }
 
 /// `command` with the file's values as its flags' defaults: a flag given on the command
-/// line, or its environment form where read, wins.
+/// line, or its environment form where read, wins. `check` parses what clap keeps as a
+/// string (durations, sizes), as the daemon will later: a bad value is found here, where
+/// its line is known.
 ///
 /// # Errors
-/// An unknown key, or a value the flag's own parser refuses, with its line.
-pub fn apply(command: clap::Command, path: &Path, entries: &[Entry]) -> Result<clap::Command, ConfigError> {
+/// An unknown key, or a value the flag's own parser or `check` refuses, with its line.
+pub fn apply(
+    command: clap::Command,
+    path: &Path,
+    entries: &[Entry],
+    check: impl Fn(&str, &str) -> Result<(), String>,
+) -> Result<clap::Command, ConfigError> {
     let mut command = command;
     for entry in entries {
         let known = command.get_arguments().any(|a| {
@@ -221,6 +228,7 @@ pub fn apply(command: clap::Command, path: &Path, entries: &[Entry]) -> Result<c
             let why = why.lines().next().unwrap_or_default().trim_start_matches("error: ");
             return Err(ConfigError::new(path, Some(entry.line), why.to_owned()));
         }
+        check(&entry.key, &entry.value).map_err(|why| ConfigError::new(path, Some(entry.line), why))?;
         command = command.mut_arg(entry.key.as_str(), |a| a.default_value(entry.value.clone()));
     }
     Ok(command)

@@ -2,10 +2,15 @@
 //! metrics without clashing. `--metrics_dir` names a shared directory (node_exporter's
 //! textfile collector); each executor writes one file there, named for its framework and
 //! executor ids ([`file_name`]), and removes it when it ends (its watchdog does, when the
-//! daemon is killed). `--metrics_address` takes `host:port` (port 0: the system chooses,
+//! daemon is killed). Two executors with the same ids on one host share that name: the
+//! same labels, whichever wrote last; when one ends the file is gone until the other's
+//! next write (every `--metrics_interval`). `--metrics_address` takes `host:port` (port 0: the system chooses,
 //! and the daemon logs what it chose) or `unix:<path>`, a unix socket: a relative path is
 //! one file name in the sandbox, and a path ending in `/` is a directory where the socket
-//! gets a name of this executor's own ([`socket_name`]).
+//! gets a name of this executor's own ([`socket_name`]). A socket is bound before the
+//! watchdog starts, and the watchdog is given it only if this daemon made it: the same
+//! ids, or the same path, make a second daemon's bind fail, and the first's socket is
+//! left alone.
 //!
 //! The ids come from the agent's environment and are not trusted to make a path: a name
 //! keeps only `[A-Za-z0-9_.-]` of each id, cut short, plus a digest of both ids whole, so
@@ -46,16 +51,6 @@ pub fn parse_address(value: &str) -> Result<MetricsAddress, String> {
 }
 
 impl MetricsAddress {
-    /// Whether the address is this executor's alone (a socket in the sandbox, or named
-    /// for it in a directory), so that its watchdog may remove it: a path given whole may
-    /// be another executor's, bound first.
-    pub fn per_executor(&self) -> bool {
-        match self {
-            MetricsAddress::Tcp(_) => false,
-            MetricsAddress::Unix(path) => path.is_relative() || path.as_os_str().to_string_lossy().ends_with('/'),
-        }
-    }
-
     /// The address to bind: a relative socket path is in `sandbox`, a directory gets
     /// this executor's socket name.
     pub fn resolve(self, sandbox: &Path, framework_id: &str, executor_id: &str) -> MetricsAddress {
@@ -156,8 +151,5 @@ mod tests {
         assert_eq!(unix("unix:/run/m.sock"), MetricsAddress::Unix("/run/m.sock".into()));
         assert_eq!(unix("unix:m.sock"), MetricsAddress::Unix("/sandbox/m.sock".into()));
         assert_eq!(unix("unix:/run/me/"), MetricsAddress::Unix(Path::new("/run/me").join(socket_name("fw", "ex"))));
-        let ours = |p: &str| parse_address(p).unwrap().per_executor();
-        assert!(ours("unix:m.sock") && ours("unix:/run/me/"));
-        assert!(!ours("unix:/run/m.sock") && !ours("127.0.0.1:0"));
     }
 }

@@ -28,13 +28,13 @@ mod watchdog;
 
 use std::{os::unix::process::CommandExt, path::PathBuf, process::ExitCode, time::Duration};
 
-use mesos_executor::{DriverConfig, ExecutorDriver, executor::process, metrics::Metrics};
+use mesos_executor::{DriverConfig, ExecutorDriver, executor::process};
 use tracing::{info, warn};
 
 use crate::{
     executor::CommandExecutor,
-    host_metrics::MetricsAddress,
     settings::{Settings, Sub},
+    state_file::ReadBy,
     supervisor::SupervisorConfig,
 };
 
@@ -98,6 +98,10 @@ fn main() -> ExitCode {
         }
     };
     let nonce = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    // Bound before the watchdog starts: it is handed only a socket this daemon made (a
+    // second executor with the same ids cannot bind the first's, and must not remove it).
+    let endpoint = settings.metrics_address.as_ref().map(metrics_endpoint::bind);
+    let socket = endpoint.as_ref().and_then(|e| e.as_ref().ok()).and_then(|b| b.socket().map(PathBuf::from));
     // Spawned from the main thread, which lives as long as the process: the watchdog's
     // parent-death signal fires when the daemon dies, however it dies.
     // Named for `ps` (argv[0] here, comm in watchdog.rs): a process run as
@@ -110,7 +114,7 @@ fn main() -> ExitCode {
         .arg0(watchdog::NAME)
         .arg(format!("--watchdog={}", std::process::id()))
         .arg(format!("--watchdog_marker={nonce}/"))
-        .args(settings.cleanup.iter().map(|path| {
+        .args(settings.cleanup.iter().chain(socket.iter()).map(|path| {
             let mut arg = std::ffi::OsString::from("--watchdog_remove=");
             arg.push(path);
             arg
@@ -124,7 +128,7 @@ fn main() -> ExitCode {
     if let Err(e) = &watchdog {
         warn!(error = %e, "cannot start the watchdog; tasks may outlive a killed executor");
     }
-    let (mode, metrics_address) = (settings.mode, settings.metrics_address.clone());
+    let mode = settings.mode;
     let host_metrics_file = settings.host_metrics_file.clone();
     let (config, supervisor_config) = match settings.configs(&nonce) {
         Ok(configs) => configs,
@@ -146,18 +150,44 @@ fn main() -> ExitCode {
         "starting"
     );
     // A task of another user could put its own file in their place (README, "Files in
-    // the sandbox").
-    for (file, path) in [("state", Some(&supervisor_config.state_file)), ("metrics", config.metrics_file.as_ref())] {
-        if let Some(path) = path.filter(|p| state_file::forgeable_by_others(p) == Some(true)) {
-            warn!(file, path = %path.display(), "the file's directory is writable by other users: a task could forge it");
+    // the sandbox"); in --metrics_dir, which node_exporter reads whole, beside it too.
+    let metrics_read_by = if host_metrics_file.is_some() { ReadBy::EveryFile } else { ReadBy::ItsName };
+    for (file, path, read) in [
+        ("state", Some(&supervisor_config.state_file), ReadBy::ItsName),
+        ("metrics", config.metrics_file.as_ref(), metrics_read_by),
+    ] {
+        if let Some(path) = path.filter(|p| state_file::forgeable_by_others(p, read) == Some(true)) {
+            match read {
+                ReadBy::ItsName => warn!(
+                    file,
+                    path = %path.display(),
+                    "the file's directory is writable by other users: a task could forge it"
+                ),
+                ReadBy::EveryFile => warn!(
+                    file,
+                    path = %path.display(),
+                    "the metrics directory is writable by other users: any of them can add series with this \
+                     executor's labels, or take its file's name first"
+                ),
+            }
         }
     }
-    let (code, socket) = runtime.block_on(async move {
-        let socket = match metrics_address {
-            Some(address) => serve_metrics(address, config.metrics.clone()).await,
-            None => None,
-        };
-        (run(config, supervisor_config, mode).await, socket)
+    // The name is the ids' (host_metrics.rs): taken, it is shared, or a killed executor's.
+    if let Some(path) = host_metrics_file.as_ref().filter(|p| p.symlink_metadata().is_ok()) {
+        warn!(
+            path = %path.display(),
+            "the metrics file is there already: an executor with the same ids shares it (whichever ends first \
+             removes it until the other's next write), or a killed one left it"
+        );
+    }
+    if let Some(endpoint) = &endpoint {
+        metrics_endpoint::report(endpoint);
+    }
+    let code = runtime.block_on(async move {
+        if let Some(Ok(bound)) = endpoint {
+            tokio::spawn(metrics_endpoint::serve_bound(bound, config.metrics.clone()));
+        }
+        run(config, supervisor_config, mode).await
     });
     // A name lookup abandoned at its deadline may still hold a blocking thread; the
     // exit must not wait for it.
@@ -173,38 +203,6 @@ fn main() -> ExitCode {
         warn!(killed, "killed task processes still running at exit");
     }
     ExitCode::from(code)
-}
-
-/// Serves the metrics at `http://<address>/metrics` (`metrics_endpoint.rs`) for as long
-/// as the runtime lives, logging the address (the port the system chose, for port 0);
-/// a bind that fails is logged, and the daemon runs on without. Returns the socket it
-/// made, to be removed at exit.
-async fn serve_metrics(address: MetricsAddress, metrics: Metrics) -> Option<PathBuf> {
-    let (listener, socket) = match &address {
-        MetricsAddress::Tcp(address) => match tokio::net::TcpListener::bind(address).await {
-            Ok(listener) => {
-                let address = listener.local_addr().map_or_else(|_| address.to_string(), |a| a.to_string());
-                info!(%address, "serving metrics at /metrics");
-                (metrics_endpoint::Listener::Tcp(listener), None)
-            }
-            Err(e) => {
-                warn!(%address, error = %e, "cannot serve metrics");
-                return None;
-            }
-        },
-        MetricsAddress::Unix(path) => match tokio::net::UnixListener::bind(path) {
-            Ok(listener) => {
-                info!(address = %format!("unix:{}", path.display()), "serving metrics at /metrics");
-                (metrics_endpoint::Listener::Unix(listener), Some(path.clone()))
-            }
-            Err(e) => {
-                warn!(address = %format!("unix:{}", path.display()), error = %e, "cannot serve metrics");
-                return None;
-            }
-        },
-    };
-    tokio::spawn(metrics_endpoint::serve(listener, metrics));
-    socket
 }
 
 async fn run(config: DriverConfig, supervisor_config: SupervisorConfig, mode: supervisor::Mode) -> u8 {

@@ -13,6 +13,7 @@
 //! of descriptors) pauses instead of spinning.
 
 use std::{
+    path::{Path, PathBuf},
     sync::{
         Arc, Weak,
         atomic::{AtomicBool, Ordering},
@@ -28,7 +29,9 @@ use tokio::{
     net::{TcpListener, UnixListener},
     sync::oneshot,
 };
-use tracing::warn;
+use tracing::{info, warn};
+
+use crate::host_metrics::MetricsAddress;
 
 /// Connections served at once; a scraper needs one.
 pub const MAX_CONNECTIONS: usize = 4;
@@ -58,7 +61,7 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Where the endpoint accepts connections.
-pub enum Listener {
+enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener),
 }
@@ -72,8 +75,86 @@ impl Listener {
     }
 }
 
+/// A socket bound before the runtime serves it: bound first, so that the daemon hands
+/// its watchdog only a socket file it made itself.
+pub enum Bound {
+    Tcp(std::net::TcpListener),
+    /// With the socket file, which this daemon made and removes.
+    Unix(std::os::unix::net::UnixListener, PathBuf),
+}
+
+/// A bind that failed: the daemon runs on without the endpoint.
+pub struct BindError {
+    address: String,
+    error: std::io::Error,
+}
+
+/// Binds `address` (before the runtime and the watchdog start). A unix socket path
+/// already taken (by another executor with the same ids, or given the same path) fails
+/// here and is never this daemon's to remove.
+///
+/// # Errors
+/// The bind failed; [`report`] logs it.
+pub fn bind(address: &MetricsAddress) -> Result<Bound, BindError> {
+    match address {
+        MetricsAddress::Tcp(address) => std::net::TcpListener::bind(address)
+            .map(Bound::Tcp)
+            .map_err(|error| BindError { address: address.to_string(), error }),
+        MetricsAddress::Unix(path) => std::os::unix::net::UnixListener::bind(path)
+            .map(|listener| Bound::Unix(listener, path.clone()))
+            .map_err(|error| BindError { address: format!("unix:{}", path.display()), error }),
+    }
+}
+
+/// Logs where the metrics are served (the port the system chose, for port 0), or why
+/// they are not.
+pub fn report(bound: &Result<Bound, BindError>) {
+    match bound {
+        Ok(Bound::Tcp(listener)) => match listener.local_addr() {
+            Ok(address) => info!(%address, "serving metrics at /metrics"),
+            Err(e) => info!(error = %e, "serving metrics at /metrics (address unknown)"),
+        },
+        Ok(Bound::Unix(_, path)) => {
+            info!(address = %format!("unix:{}", path.display()), "serving metrics at /metrics");
+        }
+        Err(BindError { address, error }) => warn!(%address, error = %error, "cannot serve metrics"),
+    }
+}
+
+impl Bound {
+    /// The socket file this daemon made, if any.
+    pub fn socket(&self) -> Option<&Path> {
+        match self {
+            Bound::Tcp(_) => None,
+            Bound::Unix(_, path) => Some(path),
+        }
+    }
+
+    /// The listener for the runtime (called within it).
+    fn into_listener(self) -> std::io::Result<Listener> {
+        Ok(match self {
+            Bound::Tcp(listener) => {
+                listener.set_nonblocking(true)?;
+                Listener::Tcp(TcpListener::from_std(listener)?)
+            }
+            Bound::Unix(listener, _) => {
+                listener.set_nonblocking(true)?;
+                Listener::Unix(UnixListener::from_std(listener)?)
+            }
+        })
+    }
+}
+
+/// Serves `bound` until the runtime ends (from within it).
+pub async fn serve_bound(bound: Bound, metrics: Metrics) {
+    match bound.into_listener() {
+        Ok(listener) => serve(listener, metrics).await,
+        Err(e) => warn!(error = %e, "cannot serve metrics"),
+    }
+}
+
 /// Serves `listener` until the runtime ends.
-pub async fn serve(listener: Listener, metrics: Metrics) {
+async fn serve(listener: Listener, metrics: Metrics) {
     let mut held: Vec<Held> = Vec::new();
     let mut refused_before = false;
     loop {

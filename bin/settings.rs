@@ -312,7 +312,10 @@ fn parse_from(
         let (path, required) = config_file::locate(&argv, agent_started, env);
         let entries = config_file::read(&path, required).map_err(ParseError::Config)?;
         if let Some(entries) = entries {
-            command = config_file::apply(command, &path, &entries).map_err(ParseError::Config)?;
+            command = config_file::apply(command, &path, &entries, |key, value| {
+                checked_value(key, value).map_err(|e| e.to_string())
+            })
+            .map_err(ParseError::Config)?;
         }
     }
     let by_name = named_default_executor(&argv);
@@ -354,8 +357,40 @@ fn drop_in(argv: &[String]) -> bool {
     args.iter().any(flagged) || args.windows(2).any(|w| w[0] == "--mode" && w[1] == "command")
 }
 
-/// A flag holding a stout duration of at least `min`.
-fn duration_flag(name: &str, value: &str, min: Duration) -> Result<Duration, UsageError> {
+/// The flags clap holds as strings because their values are stout durations and byte
+/// sizes; [`checked_value`] and [`Settings::validate`] parse them alike.
+const DURATION_FLAGS: [&str; 4] = ["metrics_interval", "keepalive_idle", "ack_timeout", "fetcher_stall_timeout"];
+
+/// The least value of the duration flag `name`.
+fn least_duration(name: &str) -> Duration {
+    if name == "keepalive_idle" { Duration::from_secs(1) } else { Duration::from_millis(1) }
+}
+
+/// Checks a value from the host's config file with the parser [`Settings::validate`]
+/// uses for its flag (clap's own parser has checked the rest), so that a bad duration or
+/// size is reported with the file and the line (`config_file::apply`), not later as if it
+/// came from the command line.
+///
+/// # Errors
+/// The value does not parse, as the flag's error says.
+pub fn checked_value(name: &str, value: &str) -> Result<(), UsageError> {
+    if DURATION_FLAGS.contains(&name) {
+        duration_flag(name, value).map(drop)
+    } else if name == "task_log_max_size" {
+        size_flag(value).map(drop)
+    } else {
+        Ok(())
+    }
+}
+
+/// `--task_log_max_size`: a stout byte size.
+fn size_flag(value: &str) -> Result<u64, UsageError> {
+    logrotate::parse_bytes(value).map_err(|e| UsageError(format!("--task_log_max_size: {e}")))
+}
+
+/// A flag holding a stout duration of at least its [`least_duration`].
+fn duration_flag(name: &str, value: &str) -> Result<Duration, UsageError> {
+    let min = least_duration(name);
     match mesos_executor::env::parse_duration(value) {
         Ok(d) if d >= min => Ok(d),
         Ok(_) => Err(UsageError(format!("--{name}={value:?} is shorter than {min:?}"))),
@@ -380,7 +415,7 @@ pub struct Settings {
     /// `--metrics_address`, resolved: serve the metrics there too.
     pub metrics_address: Option<MetricsAddress>,
     /// Files of this executor's alone that its watchdog removes when the daemon dies
-    /// however it dies (the shared metrics file, its own socket).
+    /// however it dies (the shared metrics file; main.rs adds the socket it bound).
     pub cleanup: Vec<PathBuf>,
     pub keepalive_idle: Duration,
     /// `--ack_timeout`.
@@ -423,17 +458,15 @@ impl Settings {
             .map(|json| wire::decode::<CommandInfo>(json.as_bytes(), ContentType::Json))
             .transpose()
             .map_err(|e| UsageError(format!("--task_command is not a CommandInfo in JSON: {e}")))?;
-        let fetcher_stall =
-            duration_flag("fetcher_stall_timeout", &args.fetcher_stall_timeout, Duration::from_millis(1))?;
-        let metrics_interval = duration_flag("metrics_interval", &args.metrics_interval, Duration::from_millis(1))?;
-        let keepalive_idle = duration_flag("keepalive_idle", &args.keepalive_idle, Duration::from_secs(1))?;
-        let ack_timeout = duration_flag("ack_timeout", &args.ack_timeout, Duration::from_millis(1))?;
+        let fetcher_stall = duration_flag("fetcher_stall_timeout", &args.fetcher_stall_timeout)?;
+        let metrics_interval = duration_flag("metrics_interval", &args.metrics_interval)?;
+        let keepalive_idle = duration_flag("keepalive_idle", &args.keepalive_idle)?;
+        let ack_timeout = duration_flag("ack_timeout", &args.ack_timeout)?;
         let log_rotation = args
             .task_log_max_size
             .as_deref()
-            .map(logrotate::parse_bytes)
-            .transpose()
-            .map_err(|e| UsageError(format!("--task_log_max_size: {e}")))?
+            .map(size_flag)
+            .transpose()?
             .map(|max_size| logrotate::Rotation { max_size, max_files: args.task_log_max_files });
         let mode = match args.mode {
             Some(ModeArg::Command) => Mode::Command,
@@ -457,12 +490,9 @@ impl Settings {
         if host_metrics_file.is_some() && args.metrics_file.is_some() {
             warn!("--metrics_dir wins over --metrics_file: the metrics go to the shared directory");
         }
-        let socket_ours = args.metrics_address.as_ref().is_some_and(MetricsAddress::per_executor);
         let metrics_address = args.metrics_address.map(|a| a.resolve(&sandbox, framework_id, executor_id));
-        let mut cleanup: Vec<PathBuf> = host_metrics_file.iter().cloned().collect();
-        if let (true, Some(MetricsAddress::Unix(socket))) = (socket_ours, &metrics_address) {
-            cleanup.push(socket.clone());
-        }
+        // The socket, once bound, is added by main.rs: only one this daemon made.
+        let cleanup: Vec<PathBuf> = host_metrics_file.iter().cloned().collect();
         Ok(Settings {
             mode,
             env,
@@ -585,14 +615,32 @@ mod tests {
 
     #[test]
     fn duration_flags_name_the_flag_and_the_bad_value() {
-        assert_eq!(
-            duration_flag("keepalive_idle", "10secs", Duration::from_secs(1)).ok(),
-            Some(Duration::from_secs(10))
-        );
-        let short = duration_flag("keepalive_idle", "500ms", Duration::from_secs(1)).unwrap_err().to_string();
+        assert_eq!(duration_flag("keepalive_idle", "10secs").ok(), Some(Duration::from_secs(10)));
+        let short = duration_flag("keepalive_idle", "500ms").unwrap_err().to_string();
         assert!(short.contains("--keepalive_idle=\"500ms\"") && short.contains("shorter"), "{short}");
-        let bad = duration_flag("metrics_interval", "soon", Duration::ZERO).unwrap_err().to_string();
+        let bad = duration_flag("metrics_interval", "soon").unwrap_err().to_string();
         assert!(bad.contains("--metrics_interval=\"soon\"") && bad.contains("not a duration"), "{bad}");
+    }
+
+    /// Every flag clap keeps as a string whose default is a duration is checked when it
+    /// comes from the config file (a new such flag not added to `DURATION_FLAGS` fails here).
+    #[test]
+    fn the_config_files_durations_and_sizes_are_checked_as_the_flags_are() {
+        use clap::CommandFactory;
+        for arg in Args::command().get_arguments() {
+            let default = arg.get_default_values().first().and_then(|v| v.to_str());
+            if default.is_some_and(|d| mesos_executor::env::parse_duration(d).is_ok()) {
+                assert!(DURATION_FLAGS.contains(&arg.get_id().as_str()), "{}", arg.get_id());
+            }
+        }
+        for name in DURATION_FLAGS {
+            assert!(checked_value(name, "soon").is_err() && checked_value(name, "10secs").is_ok(), "{name}");
+        }
+        assert!(checked_value("keepalive_idle", "500ms").is_err(), "its least value");
+        assert!(
+            checked_value("task_log_max_size", "big").is_err() && checked_value("task_log_max_size", "1MB").is_ok()
+        );
+        assert!(checked_value("max_tasks", "anything").is_ok(), "clap's parser checks the rest");
     }
 
     #[test]

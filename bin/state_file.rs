@@ -194,15 +194,28 @@ impl StateFile {
     }
 }
 
+/// Who reads the directory holding a file for operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBy {
+    /// The file's name alone (the state file, the sandbox's metrics file): a sticky
+    /// directory keeps others from replacing it.
+    ItsName,
+    /// Every file there (node_exporter's textfile collector reads each `*.prom` of
+    /// `--metrics_dir`): whoever may add a file forges series, sticky bit or not.
+    EveryFile,
+}
+
 /// Whether another user than the daemon's may put a file of its own at `path` (a task
-/// forging the state or metrics file): the directory holding it belongs to someone else,
-/// or is writable by its group or by all without the sticky bit. `None` when the
-/// directory cannot be looked at.
-pub fn forgeable_by_others(path: &Path) -> Option<bool> {
+/// forging the state or metrics file), or beside it where `read` is
+/// [`ReadBy::EveryFile`]: the directory holding it belongs to someone else, or is
+/// writable by its group or by all (without the sticky bit, for [`ReadBy::ItsName`]).
+/// `None` when the directory cannot be looked at.
+pub fn forgeable_by_others(path: &Path, read: ReadBy) -> Option<bool> {
     use std::os::unix::fs::MetadataExt;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let meta = std::fs::metadata(dir).ok()?;
-    let shared = meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0;
+    let sticky = meta.mode() & 0o1000 != 0 && read == ReadBy::ItsName;
+    let shared = meta.mode() & 0o022 != 0 && !sticky;
     Some(meta.uid() != nix::unistd::geteuid().as_raw() || shared)
 }
 
@@ -290,15 +303,20 @@ mod tests {
         let file = dir.path().join(FILE_NAME);
         let mode = |m: u32| std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(m)).unwrap();
         mode(0o755);
-        assert_eq!(forgeable_by_others(&file), Some(false));
+        let (name, every) = (ReadBy::ItsName, ReadBy::EveryFile);
+        assert_eq!(forgeable_by_others(&file, name), Some(false));
+        assert_eq!(forgeable_by_others(&file, every), Some(false));
         mode(0o777);
-        assert_eq!(forgeable_by_others(&file), Some(true));
+        assert_eq!(forgeable_by_others(&file, name), Some(true));
         mode(0o775);
-        assert_eq!(forgeable_by_others(&file), Some(true), "its group may write");
+        assert_eq!(forgeable_by_others(&file, name), Some(true), "its group may write");
         mode(0o1777);
-        assert_eq!(forgeable_by_others(&file), Some(false), "sticky: others cannot replace our file");
-        assert_eq!(forgeable_by_others(Path::new("/")), Some(!nix::unistd::geteuid().is_root()));
-        assert_eq!(forgeable_by_others(&dir.path().join("missing/x")), None);
+        assert_eq!(forgeable_by_others(&file, name), Some(false), "sticky: others cannot replace our file");
+        assert_eq!(forgeable_by_others(&file, every), Some(true), "sticky: others still add files beside it");
+        mode(0o1755);
+        assert_eq!(forgeable_by_others(&file, every), Some(false));
+        assert_eq!(forgeable_by_others(Path::new("/"), name), Some(!nix::unistd::geteuid().is_root()));
+        assert_eq!(forgeable_by_others(&dir.path().join("missing/x"), name), None);
     }
 
     #[test]

@@ -125,6 +125,26 @@ async fn a_killed_executor_leaves_no_file() {
     wait_until("the file to go", || entries(dir.path()).is_empty()).await;
 }
 
+/// Two executors with the same ids on one host (two agents, or a relaunch racing a
+/// watchdog) share one file name: the second says so at start, and when it ends the
+/// first's file comes back at the first's next write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_executor_with_the_same_ids_says_it_shares_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = format!("--metrics_dir={}", dir.path().display());
+    let a = start(agent("fw-t", "ex-t"), &["--mode=custom", &flag, "--metrics_interval=50ms"]).await;
+    wait_until("the first's file", || entries(dir.path()).iter().any(|n| n.ends_with(".prom"))).await;
+    let b = start(agent("fw-t", "ex-t"), &["--mode=custom", &flag, "--metrics_interval=50ms"]).await;
+    b.agent.agent.shutdown();
+    assert_eq!(b.exit().await, "exited with status 0");
+    let log = std::fs::read_to_string(b.sandbox.join("stderr")).unwrap_or_default();
+    assert!(log.lines().any(|l| l.contains("WARN") && l.contains("same ids")), "nothing said:\n{log}");
+    wait_until("the first's file again", || entries(dir.path()).iter().any(|n| n.ends_with(".prom"))).await;
+    a.agent.agent.shutdown();
+    assert_eq!(a.exit().await, "exited with status 0");
+    assert!(entries(dir.path()).is_empty());
+}
+
 /// GET /metrics over `stream`; the whole answer.
 async fn scrape<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

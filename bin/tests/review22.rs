@@ -161,13 +161,14 @@ async fn a_huge_task_id_from_the_agent_does_not_flood_the_human_log() {
     assert!(longest <= 4096, "{} bytes of log, a line of {longest} bytes", log.len());
 }
 
-/// LOW (collision): two executors with the same framework and executor ids on one host
-/// (two agents, or a relaunch racing a watchdog) get the same socket name in a
-/// `unix:<dir>/` directory. The second cannot bind it and runs on without the endpoint,
-/// but its cleanup list has the path anyway: killed, its watchdog removes the FIRST
-/// executor's live socket, a file the second never made.
+/// Two executors with the same framework and executor ids on one host (two agents, or a
+/// relaunch racing a watchdog) get the same socket name in a `unix:<dir>/` directory.
+/// The second cannot bind it and runs on without the endpoint; killed, its watchdog must
+/// leave the FIRST executor's live socket alone (found in review: its cleanup list had
+/// the path anyway; now the socket is bound before the watchdog starts, and handed to it
+/// only if bound).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_watchdog_never_removes_a_socket_its_daemon_did_not_bind() {
+async fn a_watchdog_never_removes_a_socket_its_daemon_did_not_bind() {
     let dir = tempfile::tempdir().unwrap();
     let flag = format!("--metrics_address=unix:{}/", dir.path().display());
     let a = start(agent("fw-s", "ex-s"), &["--mode=custom", &flag]).await;
@@ -184,14 +185,14 @@ async fn review_a_watchdog_never_removes_a_socket_its_daemon_did_not_bind() {
     assert!(still, "the second executor's watchdog removed the first's live socket {}", socket.display());
 }
 
-/// LOW (forgery): the warning about files others could forge treats a sticky directory
-/// as safe, which is right for the state file (one name, which the sticky bit keeps),
-/// but node_exporter's textfile collector reads EVERY `*.prom` of `--metrics_dir`: in a
-/// world-writable sticky directory any user adds series with this executor's labels
-/// (and, for a daemon that is not root, pre-creates its exact name, which the daemon then
-/// cannot replace). Nothing is said.
+/// The warning about files others could forge treats a sticky directory as safe, which
+/// is right for the state file (one name, which the sticky bit keeps), but node_exporter's
+/// textfile collector reads EVERY `*.prom` of `--metrics_dir`: in a world-writable sticky
+/// directory any user adds series with this executor's labels (and, for a daemon that is
+/// not root, pre-creates its exact name, which the daemon then cannot replace). Found in
+/// review: nothing was said.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_metrics_dir_others_may_write_is_warned_about_even_when_sticky() {
+async fn a_metrics_dir_others_may_write_is_warned_about_even_when_sticky() {
     let shared = tempfile::tempdir().unwrap();
     std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let flag = format!("--metrics_dir={}", shared.path().display());
@@ -242,13 +243,12 @@ fn run_bare(args: &[&str]) -> (Option<i32>, String) {
     (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
-/// LOW (issue 22 item 3, "a malformed file exits 64 naming the file and the line"): the
-/// file's values pass clap's parser, but durations and sizes are strings to clap and are
-/// checked later (`Settings::validate`), whose error names the flag and neither the file
-/// nor the line; an operator reading `--metrics_interval="soon"` looks for it on a command
-/// line the agent wrote.
+/// Issue 22 item 3, "a malformed file exits 64 naming the file and the line": durations
+/// and sizes are strings to clap, so the file's values are also checked with the parsers
+/// `Settings::validate` uses, where the file and line are known (found in review: the later
+/// error named the flag alone, and an operator looked for it on the agent's command line).
 #[test]
-fn review_a_bad_duration_or_size_in_the_file_names_the_file_and_the_line() {
+fn a_bad_duration_or_size_in_the_config_file_names_the_file_and_the_line() {
     for (text, line) in [
         ("log_format = \"json\"\nmetrics_interval = \"soon\"\n", "line 2"),
         ("ack_timeout = \"5 minutes\"\n", "line 1"),

@@ -71,6 +71,7 @@ pub mod launch;
 mod pre_exec;
 pub mod probe;
 pub mod process;
+mod task_process;
 
 use bytes::Bytes;
 

@@ -4,6 +4,13 @@
 //! beside it, joined at the end. Signals are in `signals.rs`, the metrics endpoint in
 //! `metrics_endpoint.rs`. The exit status comes from the driver's outcome; `--help`
 //! lists the codes.
+//!
+//! This file is the root of a library; the program (`program.rs`) only calls [`main`].
+//! The daemon is this library, `executor_daemon`, so that its log lines have targets
+//! of their own (`executor_daemon::supervisor`, ...), apart from the library's
+//! `mesos_executor::*` (issue 21 item 8). `RUST_LOG` matches targets by prefix, so a
+//! name that began with `mesos_executor` would be switched by `RUST_LOG=mesos_executor=...`
+//! too.
 
 #![forbid(unsafe_code)]
 
@@ -49,7 +56,9 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn main() -> ExitCode {
+/// The program: what `mesos-executor` does, from argv and the environment to its exit
+/// status.
+pub fn main() -> ExitCode {
     // Before clap: the helper's environment is the task's, whose MESOS_* variables
     // must not be read as this program's flags.
     if let Some(spec) = exec_helper::spec_from_argv(std::env::args_os()) {

@@ -112,12 +112,10 @@ pub use bytes::{self, Bytes};
 
 pub use driver::{
     DriverConfig, DriverError, DriverHandle, DriverOutcome, DriverStatus, ExecutorDriver, ShutdownReason,
-};
-pub use env::{EnvError, ExecutorEnv};
-pub use executor::{
-    Executor,
     events::{Events, ExecutorEvent},
 };
+pub use env::{EnvError, ExecutorEnv};
+pub use executor::Executor;
 #[doc(no_inline)]
 pub use proto::v1::{TaskId, TaskInfo, TaskState, TaskStatus};
 pub use wire::{ContentType, WireError};

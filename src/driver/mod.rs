@@ -11,6 +11,7 @@
 mod acks;
 pub mod backoff;
 mod calls;
+pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 mod lifecycle;

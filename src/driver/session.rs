@@ -19,8 +19,9 @@ use super::{
     Command, DriverConfig, DriverError, DriverHandle,
     acks::{Acked, Unacked},
     backoff::RetryBackoff,
-    calls::{self, Outgoing, Pump, Refused},
+    calls,
     lifecycle::{Action, Input, Lifecycle, Rules},
+    outbox::{Outgoing, Pump, Refused},
     outcome::DriverOutcome,
     transport::{Endpoint, EventStream, TransportError},
 };

@@ -64,7 +64,6 @@
 //! ```
 
 pub mod check;
-pub mod events;
 pub mod health;
 pub mod kill;
 pub mod launch;

@@ -152,7 +152,7 @@ impl Supervisor {
                 .path
                 .parent()
                 .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| mesos_executor::metrics::write_atomically(&file.path, &file.contents));
+                .and_then(|()| crate::state_file::write_atomically(&file.path, &file.contents));
             if let Err(e) = written {
                 let error = format!("cannot write the group file {}: {e}", file.path.display());
                 let member = ids.first().cloned().unwrap_or_default();
@@ -195,12 +195,12 @@ impl Supervisor {
         let task_env = serde_json::to_string(&spec.env).map_err(std::io::Error::other)?;
         let env =
             [(launch::TASK_MARKER.to_owned(), marker), (crate::exec_helper::TASK_ENVIRONMENT.to_owned(), task_env)];
-        Ok(LaunchSpec {
-            program: self.config.helper.display().to_string(),
-            argv: vec!["mesos-executor".to_owned(), format!("{}{json}", crate::exec_helper::FLAG)],
-            env: env.into_iter().collect(),
-            user: None,
-        })
+        let mut exec = LaunchSpec::new(
+            self.config.helper.display().to_string(),
+            ["mesos-executor".to_owned(), format!("{}{json}", crate::exec_helper::FLAG)],
+        );
+        exec.env = env.into_iter().collect();
+        Ok(exec)
     }
 
     /// The task's stdin and how it starts: the terminal as its controlling one, and
@@ -211,7 +211,10 @@ impl Supervisor {
             Some(tty) => open_tty(tty)?.into(),
             None => Stdio::null(),
         };
-        Ok((stdin, process::StartOptions { extra_groups: flags.groups.clone(), controlling_tty: flags.tty.is_some() }))
+        let options = process::StartOptions::default()
+            .with_extra_groups(flags.groups.clone())
+            .with_controlling_tty(flags.tty.is_some());
+        Ok((stdin, options))
     }
 
     /// Drop-in mode: the task shares the executor's own stdout and stderr (the agent's

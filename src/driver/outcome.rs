@@ -55,6 +55,7 @@ impl fmt::Display for ShutdownReason {
 /// why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "an outcome says whether the executor succeeded"]
+#[non_exhaustive]
 pub struct DriverOutcome {
     /// [`DriverStatus::Stopped`] after [`DriverHandle::stop`](crate::DriverHandle::stop);
     /// [`DriverStatus::Aborted`] after an abort, or when the shutdown grace period

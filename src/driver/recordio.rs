@@ -14,6 +14,7 @@ const MAX_HEADER_DIGITS: usize = 20;
 
 /// A stream that is not valid RecordIO.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecordIoError {
     /// A byte other than an ASCII digit in a length line (upstream fails the same way,
     /// including on an empty line or a `\r`).

@@ -18,6 +18,7 @@ use crate::env::TlsEnv;
 
 /// TLS settings that cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsError {
     /// A certificate or key file is missing or not PEM.
     #[error("cannot read {what} from {path}: {reason}")]

@@ -23,6 +23,7 @@ use crate::{ContentType, env::ExecutorEnv};
 
 /// A failure to talk to the agent.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// The connection could not be made (refused, unreachable, no such socket).
     #[error("cannot connect to the agent at {target}: {source}")]
@@ -51,11 +52,11 @@ pub enum TransportError {
         reason: String,
     },
     /// The HTTP exchange broke (connection reset, closed mid-response) or the answer was
-    /// not HTTP we accept (a garbage status line, a head over [`MAX_HEAD`], a bad chunk
+    /// not HTTP we accept (a garbage status line, a head over `MAX_HEAD`, a bad chunk
     /// size): hyper says which.
     #[error("HTTP exchange with the agent failed: {}", error_chain(.0))]
     Http(#[from] hyper::Error),
-    /// A call's answer body was longer than [`MAX_ANSWER`] or broke off.
+    /// A call's answer body was longer than `MAX_ANSWER` or broke off.
     #[error("the agent's answer to {call} is unusable: {reason}")]
     Answer {
         /// The call type.

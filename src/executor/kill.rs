@@ -7,15 +7,11 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 //! use std::time::Duration;
-//! use mesos_executor::executor::{kill, launch::LaunchSpec, process::{self, Exit}};
+//! use mesos_executor::executor::{launch::LaunchSpec, process::{self, Exit}};
 //!
 //! // A task that ignores SIGTERM: it gets SIGKILL when its 100 ms are up.
-//! let spec = LaunchSpec {
-//!     program: "/bin/sh".into(),
-//!     argv: vec!["sh".into(), "-c".into(), "trap '' TERM; sleep 30".into()],
-//!     env: [("MESOS_EXECUTOR_TASK".to_owned(), "doc/stubborn".to_owned())].into(),
-//!     user: None,
-//! };
+//! let mut spec = LaunchSpec::new("/bin/sh", ["sh", "-c", "trap '' TERM; sleep 30"]);
+//! spec.env.insert("MESOS_EXECUTOR_TASK".to_owned(), "doc/stubborn".to_owned());
 //! let mut task = process::spawn(&spec, std::path::Path::new("/tmp"), std::process::Stdio::null(), std::process::Stdio::null())?;
 //! # tokio::time::sleep(Duration::from_millis(50)).await;
 //! let exit = task.terminate(Duration::from_millis(100)).await?;

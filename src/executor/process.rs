@@ -29,6 +29,7 @@ pub use super::{
 
 /// How a task's process starts, beyond its [`LaunchSpec`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StartOptions {
     /// Groups added to those the task's user has in the group database, when the task
     /// switches user (`--task_supplementary_groups`). Like upstream's launcher
@@ -39,6 +40,34 @@ pub struct StartOptions {
     /// terminal in a session of its own (`--tty_slave_path`); the session is the task's
     /// process group, so [`TaskTree::signal`] and [`signal_task`] reach it as usual.
     pub controlling_tty: bool,
+}
+
+impl StartOptions {
+    /// With `groups` added to the task user's own (see [`StartOptions::extra_groups`]).
+    ///
+    /// ```
+    /// use mesos_executor::executor::process::StartOptions;
+    /// let options = StartOptions::default().with_extra_groups(vec![4242]).with_controlling_tty(false);
+    /// assert_eq!(options.extra_groups, [4242]);
+    /// ```
+    ///
+    /// A struct literal is refused (`#[non_exhaustive]`), so that a field added later
+    /// breaks no one:
+    ///
+    /// ```compile_fail,E0639
+    /// let options = mesos_executor::executor::process::StartOptions { extra_groups: vec![], controlling_tty: true };
+    /// ```
+    pub fn with_extra_groups(mut self, groups: Vec<u32>) -> Self {
+        self.extra_groups = groups;
+        self
+    }
+
+    /// With the task's stdin, stdout and stderr as its controlling terminal (see
+    /// [`StartOptions::controlling_tty`]).
+    pub fn with_controlling_tty(mut self, tty: bool) -> Self {
+        self.controlling_tty = tty;
+        self
+    }
 }
 
 /// Starts `spec` in `cwd`, in a new process group, with the given output and no
@@ -52,7 +81,7 @@ pub struct StartOptions {
 /// use std::process::Stdio;
 /// use mesos_executor::executor::{launch::LaunchSpec, process::{spawn, Exit}};
 ///
-/// let spec = LaunchSpec { program: "/bin/sh".into(), argv: vec!["sh".into(), "-c".into(), "exit 3".into()], env: Default::default(), user: None };
+/// let spec = LaunchSpec::new("/bin/sh", ["sh", "-c", "exit 3"]);
 /// let mut task = spawn(&spec, std::path::Path::new("/"), Stdio::null(), Stdio::null())?;
 /// let exit = task.wait().await?;
 /// assert_eq!(exit.message(), "Command exited with status 3");
@@ -127,7 +156,11 @@ pub(crate) fn command_for(
 ///
 /// ```
 /// use mesos_executor::executor::{launch::LaunchSpec, process::identity_for};
-/// let spec = |user: &str| LaunchSpec { program: "/bin/true".into(), argv: vec![], env: Default::default(), user: Some(user.into()) };
+/// let spec = |user: &str| {
+///     let mut spec = LaunchSpec::new("/bin/true", ["true"]);
+///     spec.user = Some(user.into());
+///     spec
+/// };
 /// if nix::unistd::getuid().is_root() {
 ///     let nobody = identity_for(&spec("nobody"), &[4242]).unwrap().expect("root switches to nobody");
 ///     assert!(nobody.uid != 0 && nobody.groups.contains(&nobody.gid) && nobody.groups.contains(&4242));
@@ -183,8 +216,11 @@ fn switch_to(spec: &LaunchSpec) -> io::Result<Option<User>> {
 /// ```
 /// use mesos_executor::executor::{launch::LaunchSpec, process::preflight};
 ///
-/// let spec = |program: &str, user: Option<&str>| LaunchSpec {
-///     program: program.into(), argv: vec![program.into()], env: [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(), user: user.map(Into::into),
+/// let spec = |program: &str, user: Option<&str>| {
+///     let mut spec = LaunchSpec::new(program, [program]);
+///     spec.env.insert("PATH".to_owned(), "/usr/bin:/bin".to_owned());
+///     spec.user = user.map(Into::into);
+///     spec
 /// };
 /// assert!(preflight(&spec("sh", None)).is_ok(), "found in PATH");
 /// assert!(preflight(&spec("/no/such/program", None)).unwrap_err().to_string().contains("/no/such/program"));
@@ -224,6 +260,7 @@ pub fn preflight(spec: &LaunchSpec) -> io::Result<()> {
 /// assert_eq!(Exit::Signal(9, false).message(), "Command terminated with signal Killed");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Exit {
     /// Exited with this status.
     Code(i32),

@@ -169,12 +169,8 @@ pub const CLEAN_UP_ROUNDS: usize = 20;
 ///
 /// // A task that leaves a process behind and exits 0.
 /// let pid_file = std::env::temp_dir().join(format!("doc-leftover-{}", std::process::id()));
-/// let spec = LaunchSpec {
-///     program: "/bin/sh".into(),
-///     argv: ["sh", "-c", r#"sleep 30 & echo $! > "$1""#, "sh", pid_file.to_str().unwrap()].map(Into::into).into(),
-///     env: [(TASK_MARKER.to_owned(), format!("doc/leftover-{}", std::process::id()))].into(),
-///     user: None,
-/// };
+/// let mut spec = LaunchSpec::new("/bin/sh", ["sh", "-c", r#"sleep 30 & echo $! > "$1""#, "sh", pid_file.to_str().unwrap()]);
+/// spec.env.insert(TASK_MARKER.to_owned(), format!("doc/leftover-{}", std::process::id()));
 /// let mut task = process::spawn(&spec, std::path::Path::new("/"), std::process::Stdio::null(), std::process::Stdio::null())?;
 /// assert_eq!(task.wait().await?, Exit::Code(0));
 /// // The leftover `sleep` is dead by now (at most a zombie until its parent reaps it).

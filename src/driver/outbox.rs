@@ -106,9 +106,7 @@ fn fate(result: Result<(), TransportError>) -> Fate {
         Err(error) => match error.status() {
             // 503 while the agent finishes recovery, 404 before its routes are up, 5xx,
             // and 403 until it has caught up with our SUBSCRIBE: the connection is fine.
-            Some(status) if error.is_retryable() || status == hyper::StatusCode::FORBIDDEN => {
-                Fate::Retry { error, keep: true }
-            }
+            Some(status) if error.is_retryable() || status == 403 => Fate::Retry { error, keep: true },
             Some(_) => Fate::Refused(error),
             None => Fate::Retry { error, keep: false },
         },
@@ -177,13 +175,11 @@ pub(crate) async fn run(
 
 #[cfg(test)]
 mod tests {
-    use hyper::StatusCode;
 
     use super::*;
 
     fn status(code: u16) -> Result<(), TransportError> {
-        let status = StatusCode::from_u16(code).unwrap();
-        Err(TransportError::Status { call: "UPDATE", status, body: String::new() })
+        Err(TransportError::Status { call: "UPDATE", status: code, body: String::new() })
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! across reads, so records split at any byte or packed many to a chunk both work.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+/// The codec traits [`RecordIoCodec`] implements, re-exported so that using it needs no
+/// `tokio-util` of your own.
+pub use tokio_util::codec::{Decoder, Encoder};
 
 /// Default cap on one record: far above any event an agent sends, small enough that
 /// a corrupt length cannot make us buffer without bound.

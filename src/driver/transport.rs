@@ -53,9 +53,9 @@ pub enum TransportError {
     },
     /// The HTTP exchange broke (connection reset, closed mid-response) or the answer was
     /// not HTTP we accept (a garbage status line, a head over `MAX_HEAD`, a bad chunk
-    /// size): hyper says which.
-    #[error("HTTP exchange with the agent failed: {}", error_chain(.0))]
-    Http(#[from] hyper::Error),
+    /// size): the source (hyper's error, opaque: hyper is not part of our API) says which.
+    #[error("HTTP exchange with the agent failed: {}", error_chain(.0.as_ref()))]
+    Http(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A call's answer body was longer than `MAX_ANSWER` or broke off.
     #[error("the agent's answer to {call} is unusable: {reason}")]
     Answer {
@@ -77,8 +77,8 @@ pub enum TransportError {
     Status {
         /// The call type.
         call: &'static str,
-        /// The status.
-        status: StatusCode,
+        /// The HTTP status code.
+        status: u16,
         /// The agent's plain-text explanation.
         body: String,
     },
@@ -95,12 +95,12 @@ impl TransportError {
             | TransportError::Answer { .. }
             | TransportError::Timeout { .. } => true,
             TransportError::Tls { .. } | TransportError::Config { .. } => false,
-            TransportError::Status { status, .. } => status.is_server_error() || *status == StatusCode::NOT_FOUND,
+            TransportError::Status { status, .. } => (500..600).contains(status) || *status == 404,
         }
     }
 
-    /// The HTTP status, when the agent answered.
-    pub fn status(&self) -> Option<StatusCode> {
+    /// The HTTP status code, when the agent answered.
+    pub fn status(&self) -> Option<u16> {
         match self {
             TransportError::Status { status, .. } => Some(*status),
             _ => None,
@@ -251,7 +251,7 @@ impl Endpoint {
             }
             source = cause.source();
         }
-        TransportError::Http(error)
+        TransportError::Http(Box::new(error))
     }
 
     /// A new HTTP/1.1 connection; its driver task ends when the connection does.
@@ -322,7 +322,7 @@ impl Endpoint {
             return Ok(());
         }
         let body = String::from_utf8_lossy(&body).trim().to_owned();
-        Err(TransportError::Status { call, status, body })
+        Err(TransportError::Status { call, status: status.as_u16(), body })
     }
 
     fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
@@ -361,7 +361,7 @@ impl Endpoint {
             let status = response.status();
             let body = read_text(response.into_body()).await;
             connection.abort();
-            return Err(TransportError::Status { call: "SUBSCRIBE", status, body });
+            return Err(TransportError::Status { call: "SUBSCRIBE", status: status.as_u16(), body });
         }
         let media = response
             .headers()

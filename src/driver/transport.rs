@@ -73,7 +73,7 @@ pub enum TransportError {
         after: Duration,
     },
     /// The agent answered with an unexpected status.
-    #[error("the agent answered '{status}' to {call}: {body}")]
+    #[error("the agent answered '{}' to {call}: {body}", status_text(*.status))]
     Status {
         /// The call type.
         call: &'static str,
@@ -82,6 +82,11 @@ pub enum TransportError {
         /// The agent's plain-text explanation.
         body: String,
     },
+}
+
+/// `401 Unauthorized`: the code and its reason phrase, as hyper shows a status.
+fn status_text(code: u16) -> String {
+    StatusCode::from_u16(code).map_or_else(|_| code.to_string(), |status| status.to_string())
 }
 
 impl TransportError {

@@ -428,7 +428,6 @@ pub(crate) fn kill_group(pgid: Option<u32>) {
 /// reparented to this subreaper. Cheap: reads only our children, not all of `/proc`.
 /// Their own children are reparented to us in turn, so callers repeat until it
 /// returns 0.
-///
 pub(crate) fn kill_escaped(marker: &str) -> usize {
     let wanted = format!("{}={marker}", super::launch::TASK_MARKER);
     let ours = OWN_CHILDREN.lock().map(|s| s.clone()).unwrap_or_default();

@@ -4,6 +4,13 @@
 //! beside it, joined at the end. Signals are in `signals.rs`, the metrics endpoint in
 //! `metrics_endpoint.rs`. The exit status comes from the driver's outcome; `--help`
 //! lists the codes.
+//!
+//! This file is the root of a library; the program (`program.rs`) only calls [`main`].
+//! The daemon is this library, `executor_daemon`, so that its log lines have targets
+//! of their own (`executor_daemon::supervisor`, ...), apart from the library's
+//! `mesos_executor::*` (issue 21 item 8). `RUST_LOG` matches targets by prefix, so a
+//! name that began with `mesos_executor` would be switched by `RUST_LOG=mesos_executor=...`
+//! too.
 
 #![forbid(unsafe_code)]
 
@@ -44,7 +51,9 @@ const EX_SOFTWARE: u8 = 70;
 /// How long the exit waits for the supervisor to write its last state.
 const SUPERVISOR_JOIN_DEADLINE: Duration = Duration::from_secs(1);
 
-fn main() -> ExitCode {
+/// The program: what `mesos-executor` does, from argv and the environment to its exit
+/// status.
+pub fn main() -> ExitCode {
     // Before clap: the helper's environment is the task's, whose MESOS_* variables
     // must not be read as this program's flags.
     if let Some(spec) = exec_helper::spec_from_argv(std::env::args_os()) {
@@ -253,11 +262,11 @@ mod tests {
 
     #[test]
     fn only_default_mode_ends_normally_with_updates_never_acknowledged() {
-        let stopped = |unacknowledged| DriverOutcome { status: DriverStatus::Stopped, reason: None, unacknowledged };
+        let stopped = |unacknowledged| DriverOutcome::new(DriverStatus::Stopped, None, unacknowledged);
         assert_eq!(exit_code(Mode::Default, &stopped(2)), 0, "upstream's default executor: EXIT_SUCCESS");
         assert_eq!(exit_code(Mode::Command, &stopped(2)), 1, "upstream's command executor: EXIT_FAILURE");
         assert_eq!(exit_code(Mode::Default, &stopped(0)), 0);
-        let lost = DriverOutcome { reason: Some(ShutdownReason::AgentLost), ..stopped(0) };
+        let lost = DriverOutcome::new(DriverStatus::Stopped, Some(ShutdownReason::AgentLost), 0);
         assert_eq!(exit_code(Mode::Default, &lost), 1, "a lost agent is still a failure");
     }
 }

@@ -164,7 +164,7 @@ impl StateFile {
     }
 
     /// Writes the file if anything changed since the last write
-    /// ([`write_atomically`](mesos_executor::metrics::write_atomically): a reader never
+    /// ([`write_atomically`]: a reader never
     /// sees half a file). A failure is logged once and tried again at the next change; it
     /// never stops the executor.
     pub fn flush(&mut self) {
@@ -179,7 +179,7 @@ impl StateFile {
             tasks: self.tasks.values().cloned().collect(),
         };
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-        match mesos_executor::metrics::write_atomically(&self.path, &text) {
+        match write_atomically(&self.path, &text) {
             Ok(()) => {
                 self.dirty = false;
                 self.failing = false;
@@ -254,6 +254,39 @@ pub fn table(sandbox: Option<&Path>, file: Option<&Path>) -> Result<String, Stri
     Ok(out)
 }
 
+/// Writes `text` to `path` atomically: a temporary file in the same directory, then a
+/// rename, so a reader never sees half a file (the state file, a group's hosts file).
+///
+/// The directory may be writable by others (a task's user may share it): the temporary
+/// file has an unpredictable name and is created with `O_EXCL | O_NOFOLLOW`, so a planted
+/// file or link is never opened, and the rename replaces a link at `path` instead of
+/// following it. (The library writes its metrics file the same way, privately.)
+///
+/// # Errors
+/// The directory is not writable, or the rename fails.
+pub(crate) fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt};
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let result = (|| {
+        // No fsync: a reader never sees half a file, and these files are rewritten often;
+        // a crash may lose the last write, which the next one replaces.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use mesos_executor::proto::v1::TaskState;
@@ -325,5 +358,21 @@ mod tests {
         file.started("t", None);
         file.flush();
         assert!(file.dirty && file.failing);
+    }
+
+    /// The copy of the library's writer keeps its guarantees: a link planted at the
+    /// file's name is replaced, never written through, and no temporary file is left.
+    #[test]
+    fn write_atomically_never_writes_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let path = dir.path().join("state.json");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_atomically(&path, "{}").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
+        assert!(write_atomically(&dir.path().join("missing/state.json"), "{}").is_err());
     }
 }

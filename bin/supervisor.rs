@@ -19,11 +19,13 @@ use std::{
 
 use mesos_executor::{
     DriverHandle,
-    executor::{launch::LaunchSpec, process},
+    executor::{
+        launch::LaunchSpec,
+        process::{self, TaskTree},
+    },
     metrics::prometheus::IntGaugeVec,
     proto::v1::{CommandInfo, TaskId, TaskState, TaskStatus},
 };
-use nix::sys::signal::Signal as Sig;
 use tokio::{
     task::{AbortHandle, JoinSet},
     time::Instant,
@@ -92,8 +94,8 @@ struct TaskRecord {
     sandbox: Option<TaskSandbox>,
     /// Its fetch, while it runs.
     fetch: Option<AbortHandle>,
-    pid: Option<u32>,
-    marker: String,
+    /// Its processes, once spawned: what its signals reach.
+    tree: Option<TaskTree>,
     /// The task's environment, for COMMAND probes: kept only for a task with probes (a
     /// thousand tasks' environments are megabytes).
     env: Option<Arc<BTreeMap<String, String>>>,
@@ -274,14 +276,14 @@ impl Supervisor {
                 }
             }
             Effect::Signal { task_id, signal, grace, why } => {
-                let Some(record) = self.tasks.get(&task_id) else { return };
+                let Some(tree) = self.tasks.get(&task_id).and_then(|r| r.tree.as_ref()) else { return };
                 let sig = match signal {
-                    Signal::Term => Sig::SIGTERM,
-                    Signal::Kill => Sig::SIGKILL,
+                    Signal::Term => process::Signal::TERM,
+                    Signal::Kill => process::Signal::KILL,
                 };
                 // Counted before: a group that has ended by then was still signalled.
-                let in_group = group_size(record.pid);
-                let processes = in_group + process::signal_task(record.pid, &record.marker, sig);
+                let in_group = group_size(tree.pgid());
+                let processes = in_group + tree.signal(sig);
                 let (no_grace, grace) = (grace.is_zero(), mesos_executor::env::format_duration(grace));
                 match signal {
                     Signal::Term => {
@@ -358,29 +360,20 @@ impl Supervisor {
         gauge.with_label_values(&[state.as_str_name()]).inc();
     }
 
-    /// No process of an ended task outlives it: its group now, then whatever left the
-    /// group (found by its marker) for a few more moments. Its record goes.
+    /// No process of an ended task outlives it: its process's waiter has killed what it
+    /// left when it exited (`TaskProcess::wait`); this kills, again, whatever a task
+    /// that ended otherwise (killed before its exit was seen) may have left, its group
+    /// and then its escapees. Its record goes.
     fn clean_up(&mut self, task_id: &str) {
         let Some(mut record) = self.tasks.remove(task_id) else { return };
         record.probes.drain(..).for_each(|p| p.abort());
         if let Some(fetch) = record.fetch.take() {
             fetch.abort();
         }
-        if record.pid.is_none() {
-            return;
-        }
-        process::kill_group(record.pid);
-        let (marker, task_id) = (record.marker, task_id.to_owned());
+        let Some(tree) = record.tree else { return };
+        let task_id = task_id.to_owned();
         self.jobs.spawn(async move {
-            let mut killed = 0;
-            for _ in 0..20 {
-                let n = process::kill_escaped(&marker);
-                if n == 0 {
-                    break;
-                }
-                killed += n;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            let killed = tree.clean_up().await;
             if killed > 0 {
                 info!(task_id, killed, "killed processes the task left behind");
             }

@@ -1,8 +1,9 @@
 //! A custom executor that runs each task's command as a real process, with the
 //! library's toolkit: `launch` finds the CommandInfo (TaskInfo.command, or JSON in
 //! TaskInfo.data) and builds the process with the environment merge; `process` starts it
-//! in a process group of its own; `kill` ends it with SIGTERM, then SIGKILL when the kill
-//! policy's grace period is over. Exit code 0 is TASK_FINISHED, anything else
+//! in a process group of its own, as a `TaskProcess` whose `wait` kills whatever the task
+//! left running when it exits, and whose `terminate` ends it with SIGTERM, then SIGKILL
+//! when the kill policy's grace period is over (`kill` says how long that is). Exit code 0 is TASK_FINISHED, anything else
 //! TASK_FAILED with upstream's message. Run it under the fake agent with
 //! `examples/commands.yaml`.
 
@@ -13,7 +14,7 @@ use mesos_executor::{
     executor::{
         kill,
         launch::{self, LaunchError},
-        process::{self, Exit},
+        process::{self, Exit, TaskProcess},
     },
     proto::v1::{KillPolicy, TaskId, TaskInfo, TaskStatus, task_status::Reason},
 };
@@ -52,23 +53,24 @@ impl Executor for Commands {
             Ok(spec) => spec,
             Err(e) => return drop(driver.send_status_update(TaskStatus::error(&id, e.to_string()))),
         };
-        let mut child = match process::spawn(&spec, &self.sandbox, Stdio::inherit(), Stdio::inherit()) {
-            Ok(child) => child,
+        let mut process: TaskProcess = match process::spawn(&spec, &self.sandbox, Stdio::inherit(), Stdio::inherit()) {
+            Ok(process) => process,
             Err(e) => return drop(driver.send_status_update(TaskStatus::failed(&id, format!("cannot start: {e}")))),
         };
         let _ = driver.send_status_update(TaskStatus::running(&id));
-        let marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
         let (kill_tx, kill_rx) = oneshot::channel();
         let driver = driver.clone();
         // The driver's runtime is current in callbacks, so tasks can be spawned on it.
+        // Both `wait` and `terminate` return once nothing of the task runs any more, so
+        // its terminal update never leaves a process of it behind.
         let watcher = tokio::spawn(async move {
             let status = tokio::select! {
-                exit = child.wait() => match exit.map(Exit::from_status) {
+                exit = process.wait() => match exit {
                     Ok(Exit::Code(0)) => TaskStatus::finished(&id),
                     Ok(exit) => TaskStatus::failed(&id, exit.message()).with_reason(Reason::CommandExecutorFailed),
                     Err(e) => TaskStatus::failed(&id, format!("cannot wait for the task: {e}")),
                 },
-                Ok(grace) = kill_rx => match kill::terminate(&mut child, &marker, grace).await {
+                Ok(grace) = kill_rx => match process.terminate(grace).await {
                     Ok(exit) => TaskStatus::killed(&id).with_message(exit.message()),
                     Err(e) => TaskStatus::killed(&id).with_message(e.to_string()),
                 },

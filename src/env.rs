@@ -93,6 +93,7 @@ impl<K: std::borrow::Borrow<str> + Ord, V: AsRef<str>> Lookup for BTreeMap<K, V>
 
 /// A missing or malformed variable. Names the variable, the value and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnvError {
     /// A required variable is absent.
     #[error("{var} is not set: expected {expected}")]
@@ -138,6 +139,7 @@ impl fmt::Debug for Secret {
 
 /// How to reach the agent's executor API.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AgentEndpoint {
     /// The libprocess id of the agent, `slave(1)`: the first segment of the URL path.
     pub process_id: String,
@@ -148,6 +150,16 @@ pub struct AgentEndpoint {
 }
 
 impl AgentEndpoint {
+    /// The agent at `host:port`, process id `slave(1)` (what every agent uses).
+    ///
+    /// ```
+    /// let agent = mesos_executor::env::AgentEndpoint::new("::1", 5051);
+    /// assert_eq!((agent.authority(), agent.path()), ("[::1]:5051".to_owned(), "/slave(1)/api/v1/executor".to_owned()));
+    /// ```
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        AgentEndpoint { process_id: "slave(1)".to_owned(), host: host.into(), port }
+    }
+
     /// `host:port` with IPv6 addresses bracketed, as in a URL authority or `Host` header.
     pub fn authority(&self) -> String {
         if self.host.contains(':') {
@@ -209,6 +221,7 @@ fn split_host_port(addr: &str) -> Result<(String, u16), &'static str> {
 
 /// TLS settings, from the variables libprocess uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TlsEnv {
     /// Speak https to the agent.
     pub enabled: bool,
@@ -226,6 +239,7 @@ pub struct TlsEnv {
 
 /// Everything the agent tells an executor through its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExecutorEnv {
     /// `MESOS_FRAMEWORK_ID`: put in every call.
     pub framework_id: String,

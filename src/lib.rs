@@ -77,6 +77,41 @@
 //! `tracing_subscriber::fmt().with_writer(std::io::stderr).init()`, and filter with
 //! `RUST_LOG`. Tokens and secret values are never logged.
 //!
+//! # A public API we can keep
+//! Public enums, and the structs with public fields that users read or fill in
+//! ([`DriverConfig`], [`ExecutorEnv`], [`LaunchSpec`](executor::launch::LaunchSpec),
+//! [`StartOptions`](executor::process::StartOptions), the errors, ...), are
+//! `#[non_exhaustive]`, so that a new variant or field is not a breaking change: build
+//! them with their constructors (`DriverConfig::new`, `LaunchSpec::new`, `Default`),
+//! then set fields; give a `match` on one of our enums a wildcard arm.
+//!
+//! ```compile_fail,E0639
+//! # fn f(env: mesos_executor::ExecutorEnv) {
+//! // Refused: a struct expression, even with `..`, of a non-exhaustive struct.
+//! let config = mesos_executor::DriverConfig { content_type: mesos_executor::ContentType::Json, ..mesos_executor::DriverConfig::new(env) };
+//! # }
+//! ```
+//! ```compile_fail,E0004
+//! use mesos_executor::executor::process::Exit;
+//! // Refused: no wildcard arm.
+//! fn describe(exit: Exit) -> i32 {
+//!     match exit {
+//!         Exit::Code(code) => code,
+//!         Exit::Signal(signal, _) => 128 + signal,
+//!     }
+//! }
+//! ```
+//! ```
+//! # fn f(env: mesos_executor::ExecutorEnv) {
+//! let mut config = mesos_executor::DriverConfig::new(env);
+//! config.content_type = mesos_executor::ContentType::Json;
+//! # }
+//! ```
+//!
+//! Public signatures use our own types, or crates we re-export: [`bytes`], [`prost`]
+//! (the protocol types' `Message`), [`tokio`] (the runtime the driver and the task
+//! processes run on) and [`metrics::prometheus`] (to register figures of your own).
+//!
 //! # Layout
 //! - [`proto`]: the protocol types, generated from our proto2 files in `proto/`.
 //! - [`wire`]: calls and events as protobuf or in the agent's JSON mapping.
@@ -109,15 +144,15 @@ mod status;
 pub mod wire;
 
 pub use bytes::{self, Bytes};
+pub use prost;
+pub use tokio;
 
 pub use driver::{
     DriverConfig, DriverError, DriverHandle, DriverOutcome, DriverStatus, ExecutorDriver, ShutdownReason,
-};
-pub use env::{EnvError, ExecutorEnv};
-pub use executor::{
-    Executor,
     events::{Events, ExecutorEvent},
 };
+pub use env::{EnvError, ExecutorEnv};
+pub use executor::Executor;
 #[doc(no_inline)]
 pub use proto::v1::{TaskId, TaskInfo, TaskState, TaskStatus};
 pub use wire::{ContentType, WireError};

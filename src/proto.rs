@@ -38,6 +38,7 @@ impl TaskState {
 
 /// Why a byte string is not an acceptable status update uuid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum UuidError {
     /// Upstream `UUID::fromBytes` wants exactly 16 raw bytes, not the 36-character text.
     #[error("uuid must be 16 raw bytes, got {0} bytes")]

@@ -12,6 +12,7 @@ use crate::proto::DESCRIPTOR_SET;
 
 /// A media type the agent accepts for calls and can stream events in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum ContentType {
     /// `application/x-protobuf`, the upstream library's default and the fastest.
     #[default]
@@ -48,6 +49,7 @@ impl std::fmt::Display for ContentType {
 
 /// A message that could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// The bytes are not a valid protobuf encoding of the message.
     #[error("failed to decode {message} from protobuf: {source}")]

@@ -107,11 +107,7 @@ async fn a_wrong_ca_fails_with_a_clear_error() {
 
 #[tokio::test]
 async fn https_without_any_ca_is_refused_at_start() {
-    let mut env = mesos_executor::ExecutorEnv::new(
-        "fw",
-        "ex",
-        mesos_executor::env::AgentEndpoint { process_id: "slave(1)".into(), host: "127.0.0.1".into(), port: 1 },
-    );
+    let mut env = mesos_executor::ExecutorEnv::new("fw", "ex", mesos_executor::env::AgentEndpoint::new("127.0.0.1", 1));
     env.tls.enabled = true;
     let mut driver =
         mesos_executor::ExecutorDriver::new(TestExecutor::new(Log::default()), mesos_executor::DriverConfig::new(env));

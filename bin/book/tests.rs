@@ -16,8 +16,7 @@ fn task(id: &str) -> TaskInfo {
 }
 
 fn spec() -> Result<Prepared, LaunchError> {
-    let spec =
-        LaunchSpec { program: "/bin/true".into(), argv: vec!["true".into()], env: Default::default(), user: None };
+    let spec = LaunchSpec::new("/bin/true", ["true"]);
     Ok(Prepared { spec, uris: Vec::new() })
 }
 

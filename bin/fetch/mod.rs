@@ -197,7 +197,7 @@ impl Fetcher {
             .map_err(|e| format!("cannot start the fetch helper {}: {e}", self.helper.display()))?;
         // Ours to wait for: the daemon's orphan reaper (it reaps every child it does not
         // know of on SIGCHLD) would otherwise take its exit status first (ECHILD).
-        let _owned = child.id().map(Owned::new);
+        let _owned = child.id().map(mesos_executor::executor::process::OwnChild::register);
         let (mut stdin, stdout, stderr) = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
             (Some(i), Some(o), Some(e)) => (i, o, e),
             _ => return Err("the fetch helper has no pipes".to_owned()),
@@ -219,22 +219,6 @@ impl Fetcher {
             return Err(if line.is_empty() { format!("the fetch helper ended with {status}") } else { line });
         }
         serde_json::from_slice(&out).map_err(|e| format!("the fetch helper's report: {e}"))
-    }
-}
-
-/// A child registered as the daemon's own (`process::own_child`) until dropped.
-struct Owned(u32);
-
-impl Owned {
-    fn new(pid: u32) -> Self {
-        mesos_executor::executor::process::own_child(pid);
-        Owned(pid)
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        mesos_executor::executor::process::forget_child(self.0);
     }
 }
 

@@ -8,7 +8,7 @@ use std::{fs::OpenOptions, path::PathBuf, process::Stdio, sync::Arc};
 use mesos_executor::{
     executor::{
         launch::{self, LaunchError, LaunchSpec},
-        process::{self, Exit},
+        process,
     },
     proto::v1::{TaskInfo, command_info::Uri},
 };
@@ -161,7 +161,7 @@ impl Supervisor {
                 .path
                 .parent()
                 .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| mesos_executor::metrics::write_atomically(&file.path, &file.contents));
+                .and_then(|()| crate::state_file::write_atomically(&file.path, &file.contents));
             if let Err(e) = written {
                 let error = format!("cannot write the group file {}: {e}", file.path.display());
                 let member = ids.first().cloned().unwrap_or_default();
@@ -187,22 +187,13 @@ impl Supervisor {
         }
         // As a spawn would: no switch to the executor's own user, and a user's groups
         // from the group database (read here, in the daemon) with the flag's.
-        let identity = match &spec.user {
-            Some(name) => {
-                let user = nix::unistd::User::from_name(name).map_err(std::io::Error::from)?.ok_or_else(|| {
-                    std::io::Error::new(std::io::ErrorKind::NotFound, format!("no such user {name:?}"))
-                })?;
-                let switch = user.uid != nix::unistd::getuid();
-                switch.then(|| process::identity_of(&user, &flags.groups)).transpose()?
-            }
-            None => None,
-        };
+        let identity = process::identity_for(&spec, &flags.groups)?;
         let helper = crate::exec_helper::HelperSpec {
             program: spec.program.clone(),
             argv: spec.argv.clone(),
-            uid: identity.as_ref().map(|i| i.uid.as_raw()),
-            gid: identity.as_ref().map(|i| i.gid.as_raw()),
-            groups: identity.iter().flat_map(|i| &i.groups).map(|g| g.as_raw()).collect(),
+            uid: identity.as_ref().map(|i| i.uid),
+            gid: identity.as_ref().map(|i| i.gid),
+            groups: identity.iter().flat_map(|i| i.groups.iter().copied()).collect(),
             effective: flags.effective.clone(),
             bounding: flags.bounding.clone(),
         };
@@ -213,12 +204,12 @@ impl Supervisor {
         let task_env = serde_json::to_string(&spec.env).map_err(std::io::Error::other)?;
         let env =
             [(launch::TASK_MARKER.to_owned(), marker), (crate::exec_helper::TASK_ENVIRONMENT.to_owned(), task_env)];
-        Ok(LaunchSpec {
-            program: self.config.helper.display().to_string(),
-            argv: vec!["mesos-executor".to_owned(), format!("{}{json}", crate::exec_helper::FLAG)],
-            env: env.into_iter().collect(),
-            user: None,
-        })
+        let mut exec = LaunchSpec::new(
+            self.config.helper.display().to_string(),
+            ["mesos-executor".to_owned(), format!("{}{json}", crate::exec_helper::FLAG)],
+        );
+        exec.env = env.into_iter().collect();
+        Ok(exec)
     }
 
     /// The task's stdin and how it starts: the terminal as its controlling one, and
@@ -229,7 +220,10 @@ impl Supervisor {
             Some(tty) => open_tty(tty)?.into(),
             None => Stdio::null(),
         };
-        Ok((stdin, process::StartOptions { extra_groups: flags.groups.clone(), controlling_tty: flags.tty.is_some() }))
+        let options = process::StartOptions::default()
+            .with_extra_groups(flags.groups.clone())
+            .with_controlling_tty(flags.tty.is_some());
+        Ok((stdin, options))
     }
 
     /// Drop-in mode: the task shares the executor's own stdout and stderr (the agent's
@@ -267,23 +261,20 @@ impl Supervisor {
             .start_options()
             .and_then(|(stdin, options)| process::spawn_with(&spec, &cwd, stdin, out, err, &options));
         let mut child = match spawned {
-            Ok(child) => child,
+            Ok(task) => task,
             Err(e) => {
                 let result = Err(format!("Failed to launch {:?}: {e}", spec.program));
                 return Input::Spawned { task_id, result };
             }
         };
         let pid = child.id();
-        if let Some(pid) = pid {
-            process::own_child(pid);
-        }
         info!(task_id, pid, "task started");
         let mut pumps = JoinSet::new();
         let sandbox = self.tasks.get(&task_id).and_then(|r| r.sandbox.as_ref()).map(|s| (Arc::clone(&s.dir), s.owner));
         if let (Some(rotation), Some((dir, owner))) = (self.config.log_rotation, sandbox) {
             let pipes = [
-                (child.stdout.take().map(|p| Box::new(p) as Pipe), "stdout"),
-                (child.stderr.take().map(|p| Box::new(p) as Pipe), "stderr"),
+                (child.take_stdout().map(|p| Box::new(p) as Pipe), "stdout"),
+                (child.take_stderr().map(|p| Box::new(p) as Pipe), "stderr"),
             ];
             for (pipe, name) in pipes {
                 let Some(pipe) = pipe else { continue };
@@ -293,23 +284,20 @@ impl Supervisor {
         }
         self.state.started(&task_id, pid);
         let record = self.tasks.entry(task_id.clone()).or_default();
-        record.pid = pid;
-        record.marker = spec.env.get(launch::TASK_MARKER).cloned().unwrap_or_default();
+        record.tree = Some(child.tree());
         // Through the exec helper, the task's own environment is the helper's payload.
         let env = match spec.env.get(crate::exec_helper::TASK_ENVIRONMENT) {
             Some(json) => serde_json::from_str(json).unwrap_or_default(),
             None => spec.env,
         };
         record.env = Some(Arc::new(env));
-        // The waiter must outlive kills and report the exit, once the task's logs are on
-        // disk (or their deadline passed), so that the terminal update never goes out,
-        // and the executor never ends, ahead of the task's last words.
+        // The waiter must outlive kills and report the exit, once whatever the task left
+        // is dead (`TaskProcess::wait`) and its logs are on disk (or their deadline
+        // passed), so that the terminal update never goes out, and the executor never
+        // ends, ahead of the task's last words or with a process of it still running.
         let id = task_id.clone();
         self.jobs.spawn(async move {
-            let exit = child.wait().await.map(Exit::from_status).map_err(|e| e.to_string());
-            if let Some(pid) = pid {
-                process::forget_child(pid);
-            }
+            let exit = child.wait().await.map_err(|e| e.to_string());
             let drained = tokio::time::timeout_at(Instant::now() + LOG_DRAIN_DEADLINE, async {
                 while pumps.join_next().await.is_some() {}
             });

@@ -154,6 +154,25 @@ async fn a_daemon_started_by_a_finished_task_is_killed() {
     panic!("left behind: {:?} {:?}", processes_matching(&escaped), processes_matching(&grandchild));
 }
 
+/// Issue 21 item 1: the clean-up comes before the terminal update, not after it. At the
+/// moment the agent has TASK_FINISHED, nothing the task started runs: neither what it
+/// left in its group nor a daemon it started (a session of its own, whose processes are
+/// found one generation at a time as each parent dies and its children come to us).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_a_finished_task_runs_when_its_update_is_sent() {
+    let d = start(fake_agent::AgentConfig::default(), &["--mode=custom"]).await;
+    let (in_group, escaped, grandchild) = (unique_seconds(), unique_seconds(), unique_seconds());
+    // setsid sh a.sh -> sh b.sh -> sh c.sh -> the sleeps.
+    let script = format!(
+        "echo 'sleep {grandchild} & sleep {escaped}; :' > c.sh; echo 'sh c.sh; :' > b.sh; echo 'sh b.sh; :' > a.sh; \
+         sleep {in_group} & setsid sh a.sh & sleep 0.2; exit 0"
+    );
+    d.agent.agent.launch(data_task("t1", &script));
+    d.update("t1", TaskState::TaskFinished).await;
+    let left: Vec<_> = [&in_group, &escaped, &grandchild].into_iter().flat_map(|m| processes_matching(m)).collect();
+    assert!(left.is_empty(), "still running when TASK_FINISHED was sent: {left:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_daemon_leaves_no_task_behind() {
     let d = start(fake_agent::AgentConfig::default(), &["--mode=custom"]).await;

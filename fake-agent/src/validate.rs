@@ -82,6 +82,13 @@ pub fn decode_call(content_type: Option<&str>, body: &[u8]) -> Result<(Call, Con
             }
             dynamic
         }
+        // A media type the library may add later is not one an agent speaks.
+        _ => {
+            return Err(Rejection::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Expecting 'Content-Type' of application/json or application/x-protobuf, got '{content_type}'"),
+            ));
+        }
     };
     let call =
         dynamic.transcode_to::<Call>().map_err(|e| Rejection::bad_request(format!("Failed to decode Call: {e}")))?;

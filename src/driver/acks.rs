@@ -10,7 +10,7 @@ use std::{
 
 use bytes::Bytes;
 
-use super::calls::PendingSet;
+use super::outbox::PendingSet;
 use crate::proto::v1::{TaskInfo, TaskState, TaskStatus, executor::call};
 
 /// One update awaiting its acknowledgement.

@@ -6,11 +6,12 @@
 //! [`abort`](ExecutorDriver::abort), [`join`](ExecutorDriver::join),
 //! [`run`](ExecutorDriver::run). The rules for connecting, recovering and ending are a
 //! pure state machine in `lifecycle.rs` (see its docs); `session.rs` performs what it
-//! decides; `outbox.rs` POSTs calls; [`transport`] is the HTTP underneath.
+//! decides; `outbox.rs` POSTs calls; `transport.rs` is the HTTP underneath.
 
 mod acks;
-pub mod backoff;
+mod backoff;
 mod calls;
+pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 mod lifecycle;
@@ -18,8 +19,8 @@ mod outbox;
 mod outcome;
 pub mod recordio;
 mod session;
-pub mod tls;
-pub mod transport;
+pub(crate) mod tls;
+mod transport;
 
 use std::{
     sync::{
@@ -33,9 +34,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 pub use self::{
-    backoff::{BackoffError, RetryBackoff},
     outcome::{DriverOutcome, ShutdownReason},
     recordio::{RecordIoCodec, RecordIoError},
+    tls::TlsError,
     transport::TransportError,
 };
 use crate::{
@@ -47,6 +48,7 @@ use crate::{
 
 /// Where the driver is in its life (upstream `Status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DriverStatus {
     /// Built, not started.
     NotStarted = 1,
@@ -72,6 +74,7 @@ impl DriverStatus {
 
 /// Errors of the driver and its handle.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DriverError {
     /// The driver is not running, so nothing can be sent.
     #[error("the executor driver is not running (status {0:?})")]
@@ -106,6 +109,7 @@ pub enum DriverError {
 
 /// How the driver behaves; [`DriverConfig::new`] gives upstream-compatible defaults.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DriverConfig {
     /// Identity and agent, usually [`ExecutorEnv::from_process`].
     pub env: ExecutorEnv,
@@ -113,7 +117,7 @@ pub struct DriverConfig {
     pub content_type: ContentType,
     /// Longest delay between subscription attempts (default 450 ms); the effective cap
     /// is also at most `MESOS_SUBSCRIPTION_BACKOFF_MAX`, but never below the 334 ms
-    /// spacing that keeps attempts at 4 a second or fewer (see [`backoff`]). Short, so
+    /// spacing that keeps attempts at 4 a second or fewer (`src/driver/backoff.rs`). Short, so
     /// the executor is back within moments of the agent's return, well inside its
     /// re-registration window.
     pub retry_interval_cap: Duration,

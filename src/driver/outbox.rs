@@ -12,20 +12,82 @@
 //! session. The outbox lives as long as one subscription: while the agent is away
 //! nothing here knocks on its door.
 
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{
-    calls::{Outgoing, PendingSet, Refused},
-    transport::{CallConnection, Endpoint, TransportError},
-};
+use super::transport::{CallConnection, Endpoint, TransportError};
 
 /// First pause before retrying a call.
 const FIRST_RETRY: Duration = Duration::from_millis(20);
 /// Longest pause before retrying a call.
 const LAST_RETRY: Duration = Duration::from_millis(500);
+
+/// One call for the pump.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// `UPDATE`, `MESSAGE` or `HEARTBEAT`.
+    pub name: &'static str,
+    /// The uuid of an update: skipped if acknowledged before it goes out.
+    pub uuid: Option<Bytes>,
+    /// The encoded call.
+    pub body: Bytes,
+}
+
+/// A call the agent refused for good.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub name: &'static str,
+    pub uuid: Option<Bytes>,
+    pub error: TransportError,
+}
+
+/// Uuids of updates not acknowledged yet, shared with the pump.
+pub(crate) type PendingSet = Arc<Mutex<HashSet<Bytes>>>;
+
+/// The task that POSTs calls in order ([`run`]); dropping it ends the task.
+pub(crate) struct Pump {
+    queue: mpsc::UnboundedSender<Outgoing>,
+    pub refused: mpsc::UnboundedReceiver<Refused>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Pump {
+    pub fn start(
+        endpoint: Endpoint,
+        pending: PendingSet,
+        metrics: crate::metrics::Metrics,
+        call_timeout: std::time::Duration,
+    ) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let (refused_tx, refused) = mpsc::unbounded_channel();
+        let task = tokio::spawn(tracing::Instrument::in_current_span(run(
+            endpoint,
+            rx,
+            refused_tx,
+            pending,
+            metrics,
+            call_timeout,
+        )));
+        Pump { queue, refused, task }
+    }
+
+    pub fn send(&self, outgoing: Outgoing) {
+        let _ = self.queue.send(outgoing);
+    }
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 /// How a call fared.
 enum Fate {
@@ -44,9 +106,7 @@ fn fate(result: Result<(), TransportError>) -> Fate {
         Err(error) => match error.status() {
             // 503 while the agent finishes recovery, 404 before its routes are up, 5xx,
             // and 403 until it has caught up with our SUBSCRIBE: the connection is fine.
-            Some(status) if error.is_retryable() || status == hyper::StatusCode::FORBIDDEN => {
-                Fate::Retry { error, keep: true }
-            }
+            Some(status) if error.is_retryable() || status == 403 => Fate::Retry { error, keep: true },
             Some(_) => Fate::Refused(error),
             None => Fate::Retry { error, keep: false },
         },
@@ -115,13 +175,11 @@ pub(crate) async fn run(
 
 #[cfg(test)]
 mod tests {
-    use hyper::StatusCode;
 
     use super::*;
 
     fn status(code: u16) -> Result<(), TransportError> {
-        let status = StatusCode::from_u16(code).unwrap();
-        Err(TransportError::Status { call: "UPDATE", status, body: String::new() })
+        Err(TransportError::Status { call: "UPDATE", status: code, body: String::new() })
     }
 
     #[test]

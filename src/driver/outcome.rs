@@ -55,6 +55,7 @@ impl fmt::Display for ShutdownReason {
 /// why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "an outcome says whether the executor succeeded"]
+#[non_exhaustive]
 pub struct DriverOutcome {
     /// [`DriverStatus::Stopped`] after [`DriverHandle::stop`](crate::DriverHandle::stop);
     /// [`DriverStatus::Aborted`] after an abort, or when the shutdown grace period
@@ -72,6 +73,18 @@ pub struct DriverOutcome {
 }
 
 impl DriverOutcome {
+    /// An outcome, as the driver makes one: for an executor's tests of what it does
+    /// with each (its exit code, say).
+    ///
+    /// ```
+    /// use mesos_executor::{DriverOutcome, DriverStatus, ShutdownReason};
+    /// assert!(DriverOutcome::new(DriverStatus::Stopped, None, 0).is_success());
+    /// assert!(!DriverOutcome::new(DriverStatus::Stopped, Some(ShutdownReason::AgentLost), 0).is_success());
+    /// ```
+    pub fn new(status: DriverStatus, reason: Option<ShutdownReason>, unacknowledged: usize) -> Self {
+        DriverOutcome { status, reason, unacknowledged }
+    }
+
     /// A normal end: stopped, not because the agent was lost or refused us, and, when
     /// the executor stopped of its own accord, with every update acknowledged.
     pub fn is_success(&self) -> bool {

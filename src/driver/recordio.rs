@@ -3,7 +3,9 @@
 //! across reads, so records split at any byte or packed many to a chunk both work.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+/// The codec traits [`RecordIoCodec`] implements, re-exported so that using it needs no
+/// `tokio-util` of your own.
+pub use tokio_util::codec::{Decoder, Encoder};
 
 /// Default cap on one record: far above any event an agent sends, small enough that
 /// a corrupt length cannot make us buffer without bound.
@@ -14,6 +16,7 @@ const MAX_HEADER_DIGITS: usize = 20;
 
 /// A stream that is not valid RecordIO.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecordIoError {
     /// A byte other than an ASCII digit in a length line (upstream fails the same way,
     /// including on an empty line or a `\r`).

@@ -19,8 +19,9 @@ use super::{
     Command, DriverConfig, DriverError, DriverHandle,
     acks::{Acked, Unacked},
     backoff::RetryBackoff,
-    calls::{self, Outgoing, Pump, Refused},
+    calls,
     lifecycle::{Action, Input, Lifecycle, Rules},
+    outbox::{Outgoing, Pump, Refused},
     outcome::DriverOutcome,
     transport::{Endpoint, EventStream, TransportError},
 };
@@ -441,7 +442,7 @@ impl<E: Executor> Session<E> {
         let message = format!("the agent refused {}: {}", refused.name, refused.error);
         error!(%message);
         if let Some(uuid) = &refused.uuid
-            && refused.error.status() == Some(hyper::StatusCode::BAD_REQUEST)
+            && refused.error.status() == Some(400)
         {
             // An update the agent will never accept would poison every later SUBSCRIBE.
             self.unacked.discard(uuid);

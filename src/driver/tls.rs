@@ -18,6 +18,7 @@ use crate::env::TlsEnv;
 
 /// TLS settings that cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsError {
     /// A certificate or key file is missing or not PEM.
     #[error("cannot read {what} from {path}: {reason}")]
@@ -37,9 +38,14 @@ pub enum TlsError {
     /// A client certificate without its key, or the reverse.
     #[error("LIBPROCESS_SSL_CERT_FILE and LIBPROCESS_SSL_KEY_FILE must be set together")]
     HalfClientIdentity,
-    /// rustls refused the configuration.
+    /// rustls refused the configuration (the source is rustls's error, opaque: rustls
+    /// is not part of our API).
     #[error("invalid TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+fn rustls_error(error: rustls::Error) -> TlsError {
+    TlsError::Rustls(Box::new(error))
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -67,7 +73,8 @@ fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'sta
 /// A file cannot be read, no CA is configured while verification is on, or rustls
 /// rejects the result.
 pub fn client_config(tls: &TlsEnv) -> Result<ClientConfig, TlsError> {
-    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(rustls_error)?;
     let verify = tls.verify_cert != Some(false);
     let builder = if verify {
         let mut roots = RootCertStore::empty();
@@ -97,7 +104,7 @@ pub fn client_config(tls: &TlsEnv) -> Result<ClientConfig, TlsError> {
         (Some(cert), Some(key)) => {
             let chain = read_certs("client certificate", cert)?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error("client key", key, e))?;
-            Ok(builder.with_client_auth_cert(chain, key)?)
+            builder.with_client_auth_cert(chain, key).map_err(rustls_error)
         }
         (None, None) => Ok(builder.with_no_client_auth()),
         _ => Err(TlsError::HalfClientIdentity),
@@ -106,7 +113,7 @@ pub fn client_config(tls: &TlsEnv) -> Result<ClientConfig, TlsError> {
 
 /// The name to verify the agent's certificate against: its IP address or host name.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
-    ServerName::try_from(host.to_owned()).map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))
+    ServerName::try_from(host.to_owned()).map_err(|e| rustls_error(rustls::Error::General(e.to_string())))
 }
 
 /// Accepts any certificate (only with `LIBPROCESS_SSL_VERIFY_CERT=false`, and for HTTP

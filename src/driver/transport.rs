@@ -23,6 +23,7 @@ use crate::{ContentType, env::ExecutorEnv};
 
 /// A failure to talk to the agent.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// The connection could not be made (refused, unreachable, no such socket).
     #[error("cannot connect to the agent at {target}: {source}")]
@@ -51,11 +52,11 @@ pub enum TransportError {
         reason: String,
     },
     /// The HTTP exchange broke (connection reset, closed mid-response) or the answer was
-    /// not HTTP we accept (a garbage status line, a head over [`MAX_HEAD`], a bad chunk
-    /// size): hyper says which.
-    #[error("HTTP exchange with the agent failed: {}", error_chain(.0))]
-    Http(#[from] hyper::Error),
-    /// A call's answer body was longer than [`MAX_ANSWER`] or broke off.
+    /// not HTTP we accept (a garbage status line, a head over `MAX_HEAD`, a bad chunk
+    /// size): the source (hyper's error, opaque: hyper is not part of our API) says which.
+    #[error("HTTP exchange with the agent failed: {}", error_chain(.0.as_ref()))]
+    Http(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// A call's answer body was longer than `MAX_ANSWER` or broke off.
     #[error("the agent's answer to {call} is unusable: {reason}")]
     Answer {
         /// The call type.
@@ -72,15 +73,20 @@ pub enum TransportError {
         after: Duration,
     },
     /// The agent answered with an unexpected status.
-    #[error("the agent answered '{status}' to {call}: {body}")]
+    #[error("the agent answered '{}' to {call}: {body}", status_text(*.status))]
     Status {
         /// The call type.
         call: &'static str,
-        /// The status.
-        status: StatusCode,
+        /// The HTTP status code.
+        status: u16,
         /// The agent's plain-text explanation.
         body: String,
     },
+}
+
+/// `401 Unauthorized`: the code and its reason phrase, as hyper shows a status.
+fn status_text(code: u16) -> String {
+    StatusCode::from_u16(code).map_or_else(|_| code.to_string(), |status| status.to_string())
 }
 
 impl TransportError {
@@ -94,12 +100,12 @@ impl TransportError {
             | TransportError::Answer { .. }
             | TransportError::Timeout { .. } => true,
             TransportError::Tls { .. } | TransportError::Config { .. } => false,
-            TransportError::Status { status, .. } => status.is_server_error() || *status == StatusCode::NOT_FOUND,
+            TransportError::Status { status, .. } => (500..600).contains(status) || *status == 404,
         }
     }
 
-    /// The HTTP status, when the agent answered.
-    pub fn status(&self) -> Option<StatusCode> {
+    /// The HTTP status code, when the agent answered.
+    pub fn status(&self) -> Option<u16> {
         match self {
             TransportError::Status { status, .. } => Some(*status),
             _ => None,
@@ -250,7 +256,7 @@ impl Endpoint {
             }
             source = cause.source();
         }
-        TransportError::Http(error)
+        TransportError::Http(Box::new(error))
     }
 
     /// A new HTTP/1.1 connection; its driver task ends when the connection does.
@@ -321,7 +327,7 @@ impl Endpoint {
             return Ok(());
         }
         let body = String::from_utf8_lossy(&body).trim().to_owned();
-        Err(TransportError::Status { call, status, body })
+        Err(TransportError::Status { call, status: status.as_u16(), body })
     }
 
     fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
@@ -360,7 +366,7 @@ impl Endpoint {
             let status = response.status();
             let body = read_text(response.into_body()).await;
             connection.abort();
-            return Err(TransportError::Status { call: "SUBSCRIBE", status, body });
+            return Err(TransportError::Status { call: "SUBSCRIBE", status: status.as_u16(), body });
         }
         let media = response
             .headers()

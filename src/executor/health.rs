@@ -12,6 +12,7 @@ use crate::proto::v1::{HealthCheck, health_check};
 
 /// What a check result calls for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// Nothing to report.
     Quiet,

@@ -1,23 +1,20 @@
 //! Killing a task as upstream's built-in executors do: SIGTERM to the task (its process
 //! group, and every process that carries its marker), then SIGKILL when the grace
 //! period is over. The grace period comes from the KILL's policy, else the task's own,
-//! else 3 s.
+//! else 3 s. [`TaskProcess::terminate`] is that kill; whatever the task started, in its
+//! group or out of it, is killed with it.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 //! use std::time::Duration;
-//! use mesos_executor::executor::{kill, launch::LaunchSpec, process::{self, Exit}};
+//! use mesos_executor::executor::{launch::LaunchSpec, process::{self, Exit}};
 //!
 //! // A task that ignores SIGTERM: it gets SIGKILL when its 100 ms are up.
-//! let spec = LaunchSpec {
-//!     program: "/bin/sh".into(),
-//!     argv: vec!["sh".into(), "-c".into(), "trap '' TERM; sleep 30".into()],
-//!     env: [("MESOS_EXECUTOR_TASK".to_owned(), "doc/stubborn".to_owned())].into(),
-//!     user: None,
-//! };
-//! let mut child = process::spawn(&spec, std::path::Path::new("/tmp"), std::process::Stdio::null(), std::process::Stdio::null())?;
+//! let mut spec = LaunchSpec::new("/bin/sh", ["sh", "-c", "trap '' TERM; sleep 30"]);
+//! spec.env.insert("MESOS_EXECUTOR_TASK".to_owned(), "doc/stubborn".to_owned());
+//! let mut task = process::spawn(&spec, std::path::Path::new("/tmp"), std::process::Stdio::null(), std::process::Stdio::null())?;
 //! # tokio::time::sleep(Duration::from_millis(50)).await;
-//! let exit = kill::terminate(&mut child, "doc/stubborn", Duration::from_millis(100)).await?;
+//! let exit = task.terminate(Duration::from_millis(100)).await?;
 //! assert_eq!(exit, Exit::Signal(9, false));
 //! assert_eq!(exit.message(), "Command terminated with signal Killed");
 //! # Ok(()) }
@@ -25,9 +22,7 @@
 
 use std::{io, time::Duration};
 
-use nix::sys::signal::Signal;
-
-use super::process::{self, Exit};
+use super::process::{Exit, Signal, TaskProcess};
 use crate::proto::v1::{DurationInfo, KillPolicy};
 
 /// Upstream built-in executors' default kill grace period.
@@ -61,31 +56,38 @@ pub fn grace_period(kill: Option<&KillPolicy>, task: Option<&KillPolicy>) -> Dur
     kill.and_then(policy_grace).or_else(|| task.and_then(policy_grace)).unwrap_or(DEFAULT_KILL_GRACE)
 }
 
-/// Kills the task whose process is `child` (started with [`process::spawn`], so the
-/// leader of its own process group) and whose marker is `marker`: SIGTERM now, SIGKILL
-/// if it is still running after `grace`, then waits for it and returns how it ended.
-/// Whatever it left in its group is SIGKILLed at the end.
-///
-/// # Errors
-/// The child could not be waited for.
-///
-/// # Cancel safety
-/// Dropping the future leaves the child signalled with SIGTERM but not waited for; wait
-/// for it, or kill it, yourself.
-pub async fn terminate(child: &mut tokio::process::Child, marker: &str, grace: Duration) -> io::Result<Exit> {
-    let pid = child.id();
-    if grace.is_zero() {
-        process::signal_task(pid, marker, Signal::SIGKILL);
-    } else {
-        process::signal_task(pid, marker, Signal::SIGTERM);
-    }
-    let status = match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => status?,
-        Err(_) => {
-            process::signal_task(pid, marker, Signal::SIGKILL);
-            child.wait().await?
+impl TaskProcess {
+    /// Kills the task: SIGTERM now to its group and its marked processes outside it
+    /// ([`TaskTree::signal`](super::process::TaskTree::signal), once per process),
+    /// SIGKILL if its process is still running after `grace` (at once for a zero grace),
+    /// then waits for it, kills whatever it left ([`TaskProcess::wait`]) and returns how
+    /// it ended. Upstream's command executor: `CommandExecutor::kill` then `escalated`
+    /// (`src/launcher/executor.cpp`), with the group and escapees as its launcher kills
+    /// them.
+    ///
+    /// # Errors
+    /// The process could not be waited for.
+    ///
+    /// # Cancel safety
+    /// Dropping the future leaves the task signalled with SIGTERM but not waited for;
+    /// wait for it, or terminate it again.
+    pub async fn terminate(&mut self, grace: Duration) -> io::Result<Exit> {
+        if let Some(exit) = self.exit() {
+            return Ok(exit);
         }
-    };
-    process::kill_group(pid);
-    Ok(Exit::from_status(status))
+        let status = if grace.is_zero() {
+            self.signal(Signal::KILL);
+            self.wait_leader_forever().await?
+        } else {
+            self.signal(Signal::TERM);
+            match self.wait_leader(grace).await? {
+                Some(status) => status,
+                None => {
+                    self.signal(Signal::KILL);
+                    self.wait_leader_forever().await?
+                }
+            }
+        };
+        self.ended(Exit::from_status(status)).await
+    }
 }

@@ -24,6 +24,7 @@ pub const TASK_MARKER: &str = "MESOS_EXECUTOR_TASK";
 
 /// Why a task cannot be started.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LaunchError {
     /// No CommandInfo anywhere.
     #[error("task has no command: {0}")]
@@ -38,6 +39,7 @@ pub enum LaunchError {
 
 /// Where the CommandInfo was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CommandSource {
     /// `--task_command` given to the executor.
     Override,
@@ -129,6 +131,7 @@ pub fn check_supported(task: &TaskInfo, command: &CommandInfo) -> Result<(), Lau
 
 /// A process to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LaunchSpec {
     /// Program to execute (searched in `PATH` when it has no `/`).
     pub program: String,
@@ -138,6 +141,34 @@ pub struct LaunchSpec {
     pub env: BTreeMap<String, String>,
     /// `CommandInfo.user`, when set.
     pub user: Option<String>,
+}
+
+impl LaunchSpec {
+    /// `program` with `argv` (`argv[0]` included), an empty environment and no user;
+    /// [`build`] makes one from a task. A `LaunchSpec` is `#[non_exhaustive]`: build it
+    /// here, then set its fields.
+    ///
+    /// ```
+    /// use mesos_executor::executor::launch::LaunchSpec;
+    /// let mut spec = LaunchSpec::new("/bin/sh", ["sh", "-c", "exit 0"]);
+    /// spec.env.insert("PATH".into(), "/usr/bin:/bin".into());
+    /// assert_eq!(spec.argv, ["sh", "-c", "exit 0"]);
+    /// ```
+    ///
+    /// A struct literal is refused, so that a field added later breaks no one:
+    ///
+    /// ```compile_fail,E0639
+    /// use mesos_executor::executor::launch::LaunchSpec;
+    /// let spec = LaunchSpec { program: "/bin/true".into(), argv: vec![], env: Default::default(), user: None };
+    /// ```
+    pub fn new(program: impl Into<String>, argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        LaunchSpec {
+            program: program.into(),
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: BTreeMap::new(),
+            user: None,
+        }
+    }
 }
 
 /// Builds the process for `command`: `/bin/sh -c value` when `shell` is true or unset,

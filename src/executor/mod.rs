@@ -64,13 +64,13 @@
 //! ```
 
 pub mod check;
-pub mod events;
 pub mod health;
 pub mod kill;
 pub mod launch;
 mod pre_exec;
 pub mod probe;
 pub mod process;
+mod task_process;
 
 use bytes::Bytes;
 

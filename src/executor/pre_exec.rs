@@ -17,13 +17,14 @@ use nix::unistd::{Gid, Uid, setgid, setgroups, setsid, setuid};
 
 /// A user to become: its ids and its full supplementary group list.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Identity {
-    /// The user.
-    pub uid: Uid,
-    /// Its primary group.
-    pub gid: Gid,
+    /// The user's id.
+    pub uid: u32,
+    /// Its primary group's id.
+    pub gid: u32,
     /// Every group it belongs to (the primary one included).
-    pub groups: Vec<Gid>,
+    pub groups: Vec<u32>,
 }
 
 /// Adds the hook to `command`: with `controlling_tty`, the child starts a session and
@@ -36,6 +37,10 @@ pub struct Identity {
 /// terminal: a group leader cannot start a session (the session's process group is the
 /// child's pid anyway).
 pub(crate) fn install(command: &mut tokio::process::Command, identity: Option<Identity>, controlling_tty: bool) {
+    // Converted before the fork: the hook must not allocate.
+    let identity = identity.map(|i| {
+        (Uid::from_raw(i.uid), Gid::from_raw(i.gid), i.groups.into_iter().map(Gid::from_raw).collect::<Vec<_>>())
+    });
     let hook = move || -> std::io::Result<()> {
         if controlling_tty {
             setsid()?;
@@ -44,10 +49,10 @@ pub(crate) fn install(command: &mut tokio::process::Command, identity: Option<Id
             let stdin = unsafe { BorrowedFd::borrow_raw(0) };
             rustix::process::ioctl_tiocsctty(stdin)?;
         }
-        if let Some(identity) = &identity {
-            setgroups(&identity.groups)?;
-            setgid(identity.gid)?;
-            setuid(identity.uid)?;
+        if let Some((uid, gid, groups)) = &identity {
+            setgroups(groups)?;
+            setgid(*gid)?;
+            setuid(*uid)?;
         }
         Ok(())
     };

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use crate::proto::v1::{CommandInfo, network_info::Protocol};
 
-use super::process::{Exit, forget_child, own_child};
+use super::process::{Exit, OwnChild};
 
 mod insecure_tls;
 
@@ -58,14 +58,10 @@ pub async fn command(
     // Declared after `child`, so dropped before it: the group is killed while its leader
     // is still unreaped, so its id cannot have been reused.
     let mut group = GroupGuard { pgid: pid };
-    if let Some(pid) = pid {
-        own_child(pid);
-    }
+    let own = pid.map(OwnChild::register);
     let status = child.wait().await;
     group.pgid = None;
-    if let Some(pid) = pid {
-        forget_child(pid);
-    }
+    drop(own);
     status.map(Exit::from_status).map_err(|e| format!("cannot wait for {value:?}: {e}"))
 }
 

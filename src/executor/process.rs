@@ -15,17 +15,21 @@ use std::{
 
 use nix::{
     sys::{
-        signal::{Signal, kill, killpg},
+        signal::{Signal as NixSignal, kill, killpg},
         wait::{WaitPidFlag, waitpid},
     },
-    unistd::{Gid, Pid, User, getuid},
+    unistd::{Pid, User, getuid},
 };
 
 use super::launch::LaunchSpec;
-pub use super::pre_exec::Identity;
+pub use super::{
+    pre_exec::Identity,
+    task_process::{CLEAN_UP_ROUNDS, Signal, TaskProcess, TaskTree},
+};
 
 /// How a task's process starts, beyond its [`LaunchSpec`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StartOptions {
     /// Groups added to those the task's user has in the group database, when the task
     /// switches user (`--task_supplementary_groups`). Like upstream's launcher
@@ -34,21 +38,52 @@ pub struct StartOptions {
     pub extra_groups: Vec<u32>,
     /// The task's stdin, stdout and stderr are a terminal, to become its controlling
     /// terminal in a session of its own (`--tty_slave_path`); the session is the task's
-    /// process group, so [`kill_group`] and [`signal_task`] reach it as usual.
+    /// process group, so [`TaskTree::signal`] and [`signal_task`] reach it as usual.
     pub controlling_tty: bool,
 }
 
+impl StartOptions {
+    /// With `groups` added to the task user's own (see [`StartOptions::extra_groups`]).
+    ///
+    /// ```
+    /// use mesos_executor::executor::process::StartOptions;
+    /// let options = StartOptions::default().with_extra_groups(vec![4242]).with_controlling_tty(false);
+    /// assert_eq!(options.extra_groups, [4242]);
+    /// ```
+    ///
+    /// A struct literal is refused (`#[non_exhaustive]`), so that a field added later
+    /// breaks no one:
+    ///
+    /// ```compile_fail,E0639
+    /// let options = mesos_executor::executor::process::StartOptions { extra_groups: vec![], controlling_tty: true };
+    /// ```
+    pub fn with_extra_groups(mut self, groups: Vec<u32>) -> Self {
+        self.extra_groups = groups;
+        self
+    }
+
+    /// With the task's stdin, stdout and stderr as its controlling terminal (see
+    /// [`StartOptions::controlling_tty`]).
+    pub fn with_controlling_tty(mut self, tty: bool) -> Self {
+        self.controlling_tty = tty;
+        self
+    }
+}
+
 /// Starts `spec` in `cwd`, in a new process group, with the given output and no
-/// input; as `spec.user` when set (which needs root), with that user's groups.
+/// input; as `spec.user` when set (which needs root), with that user's groups. The
+/// [`TaskProcess`] keeps the group and the task's marker (`spec.env`'s
+/// [`TASK_MARKER`](super::launch::TASK_MARKER)): its [`wait`](TaskProcess::wait) kills
+/// what the task leaves behind, its [`terminate`](TaskProcess::terminate) kills it.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// use std::process::Stdio;
 /// use mesos_executor::executor::{launch::LaunchSpec, process::{spawn, Exit}};
 ///
-/// let spec = LaunchSpec { program: "/bin/sh".into(), argv: vec!["sh".into(), "-c".into(), "exit 3".into()], env: Default::default(), user: None };
-/// let mut child = spawn(&spec, std::path::Path::new("/"), Stdio::null(), Stdio::null())?;
-/// let exit = Exit::from_status(child.wait().await?);
+/// let spec = LaunchSpec::new("/bin/sh", ["sh", "-c", "exit 3"]);
+/// let mut task = spawn(&spec, std::path::Path::new("/"), Stdio::null(), Stdio::null())?;
+/// let exit = task.wait().await?;
 /// assert_eq!(exit.message(), "Command exited with status 3");
 /// # Ok(()) }
 /// ```
@@ -61,7 +96,7 @@ pub fn spawn(
     cwd: &Path,
     stdout: impl Into<Stdio>,
     stderr: impl Into<Stdio>,
-) -> io::Result<tokio::process::Child> {
+) -> io::Result<TaskProcess> {
     spawn_with(spec, cwd, Stdio::null(), stdout, stderr, &StartOptions::default())
 }
 
@@ -81,10 +116,11 @@ pub fn spawn_with(
     stdout: impl Into<Stdio>,
     stderr: impl Into<Stdio>,
     options: &StartOptions,
-) -> io::Result<tokio::process::Child> {
+) -> io::Result<TaskProcess> {
     let mut command = command_for(spec, cwd, options)?;
     command.stdin(stdin).stdout(stdout).stderr(stderr);
-    command.spawn()
+    let marker = spec.env.get(super::launch::TASK_MARKER).map_or("", String::as_str);
+    Ok(TaskProcess::new(command.spawn()?, marker))
 }
 
 /// The command [`spawn_with`] spawns, before its standard streams are set: its program,
@@ -106,37 +142,51 @@ pub(crate) fn command_for(
         // cannot: the session's process group is the child's pid all the same.
         command.process_group(0);
     }
-    let identity = switch_to(spec)?.map(|user| identity_of(&user, &options.extra_groups)).transpose()?;
+    let identity = identity_for(spec, &options.extra_groups)?;
     if identity.is_some() || options.controlling_tty {
         super::pre_exec::install(&mut command, identity, options.controlling_tty);
     }
     Ok(command)
 }
 
-/// What a process switching to `user` becomes: its ids, and its groups from the group
-/// database with `extra` added (upstream: `os::getgrouplist` and the launch info's
+/// Whom a process started from `spec` becomes, if it switches user (`None`: it runs as
+/// this process's user, whose groups it keeps): the user's ids, and its groups from the
+/// group database with `extra` added (upstream: `os::getgrouplist` and the launch info's
 /// `supplementary_groups`, in `src/slave/containerizer/mesos/launch.cpp`).
 ///
 /// ```
-/// use mesos_executor::executor::process::identity_of;
-/// let root = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(0)).unwrap().unwrap();
-/// let identity = identity_of(&root, &[4242]).unwrap();
-/// assert!(identity.groups.contains(&root.gid) && identity.groups.contains(&nix::unistd::Gid::from_raw(4242)));
+/// use mesos_executor::executor::{launch::LaunchSpec, process::identity_for};
+/// let spec = |user: &str| {
+///     let mut spec = LaunchSpec::new("/bin/true", ["true"]);
+///     spec.user = Some(user.into());
+///     spec
+/// };
+/// if nix::unistd::getuid().is_root() {
+///     let nobody = identity_for(&spec("nobody"), &[4242]).unwrap().expect("root switches to nobody");
+///     assert!(nobody.uid != 0 && nobody.groups.contains(&nobody.gid) && nobody.groups.contains(&4242));
+///     assert_eq!(identity_for(&spec("root"), &[4242]).unwrap(), None, "our own user: no switch");
+/// }
+/// assert!(identity_for(&spec("no-such-user-here"), &[]).is_err());
 /// ```
 ///
 /// # Errors
-/// The group database cannot be read, or the name holds a NUL byte; naming the user.
-pub fn identity_of(user: &User, extra: &[u32]) -> io::Result<Identity> {
+/// No such user, a switch without root, the group database cannot be read, or the name
+/// holds a NUL byte; naming the user.
+pub fn identity_for(spec: &LaunchSpec, extra: &[u32]) -> io::Result<Option<Identity>> {
+    let Some(user) = switch_to(spec)? else { return Ok(None) };
     let name = std::ffi::CString::new(user.name.as_str())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("user name {:?} holds a NUL", user.name)))?;
-    let mut groups = nix::unistd::getgrouplist(&name, user.gid)
-        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("groups of user {:?}: {e}", user.name)))?;
-    for gid in extra.iter().map(|g| Gid::from_raw(*g)) {
-        if !groups.contains(&gid) {
-            groups.push(gid);
+    let mut groups: Vec<u32> = nix::unistd::getgrouplist(&name, user.gid)
+        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("groups of user {:?}: {e}", user.name)))?
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    for gid in extra {
+        if !groups.contains(gid) {
+            groups.push(*gid);
         }
     }
-    Ok(Identity { uid: user.uid, gid: user.gid, groups })
+    Ok(Some(Identity { uid: user.uid.as_raw(), gid: user.gid.as_raw(), groups }))
 }
 
 /// The user to switch to for `spec`, if another than ours (upstream's launcher, too,
@@ -166,8 +216,11 @@ fn switch_to(spec: &LaunchSpec) -> io::Result<Option<User>> {
 /// ```
 /// use mesos_executor::executor::{launch::LaunchSpec, process::preflight};
 ///
-/// let spec = |program: &str, user: Option<&str>| LaunchSpec {
-///     program: program.into(), argv: vec![program.into()], env: [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into(), user: user.map(Into::into),
+/// let spec = |program: &str, user: Option<&str>| {
+///     let mut spec = LaunchSpec::new(program, [program]);
+///     spec.env.insert("PATH".to_owned(), "/usr/bin:/bin".to_owned());
+///     spec.user = user.map(Into::into);
+///     spec
 /// };
 /// assert!(preflight(&spec("sh", None)).is_ok(), "found in PATH");
 /// assert!(preflight(&spec("/no/such/program", None)).unwrap_err().to_string().contains("/no/such/program"));
@@ -207,6 +260,7 @@ pub fn preflight(spec: &LaunchSpec) -> io::Result<()> {
 /// assert_eq!(Exit::Signal(9, false).message(), "Command terminated with signal Killed");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Exit {
     /// Exited with this status.
     Code(i32),
@@ -243,24 +297,24 @@ impl Exit {
 /// assert_eq!(mesos_executor::executor::process::signal_text(15), "Terminated");
 /// ```
 pub fn signal_text(signal: i32) -> String {
-    let text = match Signal::try_from(signal) {
-        Ok(Signal::SIGHUP) => "Hangup",
-        Ok(Signal::SIGINT) => "Interrupt",
-        Ok(Signal::SIGQUIT) => "Quit",
-        Ok(Signal::SIGILL) => "Illegal instruction",
-        Ok(Signal::SIGTRAP) => "Trace/breakpoint trap",
-        Ok(Signal::SIGABRT) => "Aborted",
-        Ok(Signal::SIGBUS) => "Bus error",
-        Ok(Signal::SIGFPE) => "Floating point exception",
-        Ok(Signal::SIGKILL) => "Killed",
-        Ok(Signal::SIGUSR1) => "User defined signal 1",
-        Ok(Signal::SIGSEGV) => "Segmentation fault",
-        Ok(Signal::SIGUSR2) => "User defined signal 2",
-        Ok(Signal::SIGPIPE) => "Broken pipe",
-        Ok(Signal::SIGALRM) => "Alarm clock",
-        Ok(Signal::SIGTERM) => "Terminated",
-        Ok(Signal::SIGXCPU) => "CPU time limit exceeded",
-        Ok(Signal::SIGXFSZ) => "File size limit exceeded",
+    let text = match NixSignal::try_from(signal) {
+        Ok(NixSignal::SIGHUP) => "Hangup",
+        Ok(NixSignal::SIGINT) => "Interrupt",
+        Ok(NixSignal::SIGQUIT) => "Quit",
+        Ok(NixSignal::SIGILL) => "Illegal instruction",
+        Ok(NixSignal::SIGTRAP) => "Trace/breakpoint trap",
+        Ok(NixSignal::SIGABRT) => "Aborted",
+        Ok(NixSignal::SIGBUS) => "Bus error",
+        Ok(NixSignal::SIGFPE) => "Floating point exception",
+        Ok(NixSignal::SIGKILL) => "Killed",
+        Ok(NixSignal::SIGUSR1) => "User defined signal 1",
+        Ok(NixSignal::SIGSEGV) => "Segmentation fault",
+        Ok(NixSignal::SIGUSR2) => "User defined signal 2",
+        Ok(NixSignal::SIGPIPE) => "Broken pipe",
+        Ok(NixSignal::SIGALRM) => "Alarm clock",
+        Ok(NixSignal::SIGTERM) => "Terminated",
+        Ok(NixSignal::SIGXCPU) => "CPU time limit exceeded",
+        Ok(NixSignal::SIGXFSZ) => "File size limit exceeded",
         _ => return format!("Unknown signal {signal}"),
     };
     text.to_owned()
@@ -273,13 +327,13 @@ pub fn signal_text(signal: i32) -> String {
 /// shutdown. Returns how many processes were signalled by marker.
 ///
 /// ```
-/// use mesos_executor::executor::process::signal_task;
-/// use nix::sys::signal::Signal;
+/// use mesos_executor::executor::process::{Signal, signal_task};
 ///
 /// // No group, and no process carries this marker: nothing is signalled.
-/// assert_eq!(signal_task(None, "no-such-run/no-such-task", Signal::SIGTERM), 0);
+/// assert_eq!(signal_task(None, "no-such-run/no-such-task", Signal::TERM), 0);
 /// ```
 pub fn signal_task(pgid: Option<u32>, marker: &str, signal: Signal) -> usize {
+    let signal = signal.nix();
     if let Some(pgid) = pgid {
         let _ = killpg(Pid::from_raw(pgid as i32), signal);
     }
@@ -314,27 +368,38 @@ pub fn processes_with_env(matches: impl Fn(&[u8]) -> bool) -> Vec<u32> {
 }
 
 /// Pids of children spawned through tokio (tasks, command health checks): tokio waits
-/// for them, so the orphan reaper must leave them alone.
+/// for them, so the orphan reaper must leave them alone. Private: [`OwnChild`] is the
+/// way in.
 static OWN_CHILDREN: std::sync::LazyLock<std::sync::Mutex<HashSet<u32>>> = std::sync::LazyLock::new(Default::default);
 
-/// Registers a child tokio will wait for, so that [`reap_orphans_now`] leaves it alone.
+/// A child that this process waits for itself (through tokio), registered so that
+/// [`reap_orphans_now`] leaves it alone until the guard is dropped (once it has been
+/// waited for). A [`TaskProcess`] holds one; register a child you spawn otherwise.
 ///
 /// ```
-/// use mesos_executor::executor::process::{forget_child, own_child};
-/// own_child(4242);
+/// use mesos_executor::executor::process::OwnChild;
+/// let guard = OwnChild::register(4242);
 /// // ... tokio waits for it ...
-/// forget_child(4242);
+/// drop(guard);
 /// ```
-pub fn own_child(pid: u32) {
-    if let Ok(mut set) = OWN_CHILDREN.lock() {
-        set.insert(pid);
+#[derive(Debug)]
+pub struct OwnChild(u32);
+
+impl OwnChild {
+    /// Registers `pid`.
+    pub fn register(pid: u32) -> Self {
+        if let Ok(mut set) = OWN_CHILDREN.lock() {
+            set.insert(pid);
+        }
+        OwnChild(pid)
     }
 }
 
-/// Forgets a child once tokio has waited for it (see [`own_child`]).
-pub fn forget_child(pid: u32) {
-    if let Ok(mut set) = OWN_CHILDREN.lock() {
-        set.remove(&pid);
+impl Drop for OwnChild {
+    fn drop(&mut self) {
+        if let Ok(mut set) = OWN_CHILDREN.lock() {
+            set.remove(&self.0);
+        }
     }
 }
 
@@ -351,14 +416,10 @@ pub fn reap_orphans_now() -> usize {
     reap_orphans(&ours)
 }
 
-/// SIGKILLs the task's process group (after its leader exited, whatever it left there).
-///
-/// ```
-/// mesos_executor::executor::process::kill_group(None); // no group: nothing to do
-/// ```
-pub fn kill_group(pgid: Option<u32>) {
+/// SIGKILLs the process group `pgid`, if any.
+pub(crate) fn kill_group(pgid: Option<u32>) {
     if let Some(pgid) = pgid {
-        let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
+        let _ = killpg(Pid::from_raw(pgid as i32), NixSignal::SIGKILL);
     }
 }
 
@@ -367,11 +428,7 @@ pub fn kill_group(pgid: Option<u32>) {
 /// reparented to this subreaper. Cheap: reads only our children, not all of `/proc`.
 /// Their own children are reparented to us in turn, so callers repeat until it
 /// returns 0.
-///
-/// ```
-/// assert_eq!(mesos_executor::executor::process::kill_escaped("no-such-run/no-such-task"), 0);
-/// ```
-pub fn kill_escaped(marker: &str) -> usize {
+pub(crate) fn kill_escaped(marker: &str) -> usize {
     let wanted = format!("{}={marker}", super::launch::TASK_MARKER);
     let ours = OWN_CHILDREN.lock().map(|s| s.clone()).unwrap_or_default();
     let mut killed = 0;
@@ -381,7 +438,20 @@ pub fn kill_escaped(marker: &str) -> usize {
         }
         let marked = std::fs::read(format!("/proc/{pid}/environ"))
             .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == wanted.as_bytes()));
-        if marked && kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
+        if marked && kill(Pid::from_raw(pid as i32), NixSignal::SIGKILL).is_ok() {
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// SIGKILLs every live process (not a zombie) that carries `marker`, found in all of
+/// `/proc`; returns how many. [`kill_escaped`] for a process that is not a subreaper.
+pub(crate) fn kill_marked_live(marker: &str) -> usize {
+    let wanted = format!("{}={marker}", super::launch::TASK_MARKER);
+    let mut killed = 0;
+    for pid in processes_with_env(|kv| kv == wanted.as_bytes()) {
+        if !is_zombie(pid) && kill(Pid::from_raw(pid as i32), NixSignal::SIGKILL).is_ok() {
             killed += 1;
         }
     }
@@ -425,7 +495,7 @@ pub fn kill_marked_with_prefix(prefix: &str) -> usize {
     let wanted = format!("{}={prefix}", super::launch::TASK_MARKER);
     let pids = processes_with_env(|kv| kv.starts_with(wanted.as_bytes()));
     for pid in &pids {
-        let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        let _ = kill(Pid::from_raw(*pid as i32), NixSignal::SIGKILL);
     }
     pids.len()
 }
@@ -442,10 +512,7 @@ pub fn become_subreaper() -> io::Result<()> {
 /// Reaps children that exited and that no one waits for: orphans that were reparented
 /// to us. `ours` are pids spawned through tokio, which reaps them itself.
 ///
-/// ```
-/// let _reaped = mesos_executor::executor::process::reap_orphans(&Default::default());
-/// ```
-pub fn reap_orphans(ours: &HashSet<u32>) -> usize {
+fn reap_orphans(ours: &HashSet<u32>) -> usize {
     // Our children only (`/proc/self/task/*/children`), not all of /proc: a burst of a
     // thousand exits must not be a thousand scans of every process on the host.
     let mut reaped = 0;
@@ -502,15 +569,14 @@ mod tests {
         };
         let stdout = std::fs::File::create(dir.path().join("stdout")).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
-        let mut child = spawn(&spec, dir.path(), stdout, stderr).unwrap();
-        let pid = child.id().unwrap();
+        let mut task = spawn(&spec, dir.path(), stdout, stderr).unwrap();
+        let pid = task.id().unwrap();
         let pgid = nix::unistd::getpgid(Some(Pid::from_raw(pid as i32))).unwrap();
         assert_eq!(pgid.as_raw() as u32, pid, "the task leads its own process group");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert!(processes_with_env(|kv| kv == b"MESOS_EXECUTOR_TASK=unit-test/t1").contains(&pid));
-        signal_task(Some(pid), "unit-test/t1", Signal::SIGKILL);
-        let status = child.wait().await.unwrap();
-        assert_eq!(Exit::from_status(status), Exit::Signal(9, false));
+        signal_task(Some(pid), "unit-test/t1", Signal::KILL);
+        assert_eq!(task.wait().await.unwrap(), Exit::Signal(9, false));
         assert_eq!(std::fs::read_to_string(dir.path().join("stdout")).unwrap(), "out\n");
         assert_eq!(std::fs::read_to_string(dir.path().join("stderr")).unwrap(), "err\n");
     }
@@ -550,9 +616,12 @@ mod tests {
         let name = std::ffi::CString::new("nobody").unwrap();
         let own = nix::unistd::getgrouplist(&name, nobody.gid).unwrap();
         let options = StartOptions { extra_groups: vec![4242], ..StartOptions::default() };
-        let child = spawn_with(&spec, Path::new("/"), Stdio::null(), Stdio::piped(), Stdio::null(), &options).unwrap();
-        let output = child.wait_with_output().await.unwrap();
-        let line = String::from_utf8_lossy(&output.stdout).into_owned();
+        let mut task =
+            spawn_with(&spec, Path::new("/"), Stdio::null(), Stdio::piped(), Stdio::null(), &options).unwrap();
+        let mut stdout = task.take_stdout().unwrap();
+        let mut line = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut line).await.unwrap();
+        task.wait().await.unwrap();
         let groups: Vec<u32> = line.split_whitespace().skip(1).map(|g| g.parse().unwrap()).collect();
         for gid in own.iter().map(|g| g.as_raw()).chain([4242]) {
             assert!(groups.contains(&gid), "{gid} missing from {line:?}");

@@ -4,7 +4,7 @@
 //! and resent on resubscription, and the recovery rules are upstream's.
 //!
 //! ```no_run
-//! use mesos_executor::{DriverConfig, ExecutorDriver, executor::events::ExecutorEvent, proto::v1::TaskStatus};
+//! use mesos_executor::{DriverConfig, ExecutorDriver, driver::events::ExecutorEvent, proto::v1::TaskStatus};
 //!
 //! #[tokio::main(flavor = "current_thread")]
 //! async fn main() -> std::process::ExitCode {
@@ -39,7 +39,7 @@ use std::{
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::Executor;
+use crate::executor::Executor;
 use crate::{
     DriverConfig, DriverError, DriverHandle, DriverOutcome, ExecutorDriver, ShutdownReason,
     proto::v1::{AgentInfo, ExecutorInfo, FrameworkInfo, KillPolicy, TaskGroupInfo, TaskId, TaskInfo},

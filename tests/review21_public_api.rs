@@ -23,8 +23,8 @@ const UNEXPORTED: &[&str] = &[
     "tokio_rustls",
     "uuid",
     "serde",
-    "serde_json",
-    "prost_reflect",
+    // `serde_json` and `prost_reflect` are re-exported (`mesos_executor::{serde_json,
+    // prost_reflect}`) for `wire`'s signatures.
 ];
 
 /// The sources of public modules (private ones: only their re-exported error enums
@@ -133,7 +133,7 @@ fn offending(signature: &str, names: &[String]) -> bool {
 }
 
 #[test]
-fn review_no_public_signature_names_a_crate_that_is_not_re_exported() {
+fn no_public_signature_names_a_crate_that_is_not_re_exported() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut found = Vec::new();
     for (files, only_enums) in [(PUBLIC, false), (REEXPORTED_ENUMS, true)] {
@@ -153,9 +153,9 @@ fn review_no_public_signature_names_a_crate_that_is_not_re_exported() {
 /// The scan finds what it is meant to find (a test of the test).
 #[test]
 fn the_scan_sees_an_unexported_type() {
-    let source = "use prost_reflect::{DescriptorPool, Other};\npub fn pool() -> &'static DescriptorPool {\n";
+    let source = "use hyper_util::{Connector, Other};\npub fn connector() -> &'static Connector {\n";
     let names = imported_names(source);
     assert!(signatures(source, false).iter().any(|s| offending(s, &names)));
-    assert!(offending("pub fn f() -> serde_json::Value {", &[]));
+    assert!(offending("pub fn f() -> hyper::StatusCode {", &[]));
     assert!(!offending("pub fn f() -> prost::DecodeError {", &[]));
 }

@@ -145,6 +145,10 @@ pub mod wire;
 
 pub use bytes::{self, Bytes};
 pub use prost;
+/// The crates of the JSON mapping's signatures ([`wire`]): `prost_reflect`'s dynamic
+/// messages and `serde_json`'s values, at the versions this crate uses.
+pub use prost_reflect;
+pub use serde_json;
 pub use tokio;
 
 pub use driver::{

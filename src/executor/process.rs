@@ -24,7 +24,7 @@ use nix::{
 use super::launch::LaunchSpec;
 pub use super::{
     pre_exec::Identity,
-    task_process::{CLEAN_UP_ROUNDS, Signal, TaskProcess, TaskTree},
+    task_process::{CLEAN_UP_DEADLINE, Signal, TaskProcess, TaskTree},
 };
 
 /// How a task's process starts, beyond its [`LaunchSpec`].
@@ -428,10 +428,10 @@ pub(crate) fn kill_group(pgid: Option<u32>) {
 /// reparented to this subreaper. Cheap: reads only our children, not all of `/proc`.
 /// Their own children are reparented to us in turn, so callers repeat until it
 /// returns 0.
-pub(crate) fn kill_escaped(marker: &str) -> usize {
+pub(crate) fn kill_escaped(marker: &str) -> Vec<u32> {
     let wanted = format!("{}={marker}", super::launch::TASK_MARKER);
     let ours = OWN_CHILDREN.lock().map(|s| s.clone()).unwrap_or_default();
-    let mut killed = 0;
+    let mut killed = Vec::new();
     for pid in children() {
         if ours.contains(&pid) || is_zombie(pid) {
             continue;
@@ -439,7 +439,7 @@ pub(crate) fn kill_escaped(marker: &str) -> usize {
         let marked = std::fs::read(format!("/proc/{pid}/environ"))
             .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == wanted.as_bytes()));
         if marked && kill(Pid::from_raw(pid as i32), NixSignal::SIGKILL).is_ok() {
-            killed += 1;
+            killed.push(pid);
         }
     }
     killed
@@ -447,15 +447,41 @@ pub(crate) fn kill_escaped(marker: &str) -> usize {
 
 /// SIGKILLs every live process (not a zombie) that carries `marker`, found in all of
 /// `/proc`; returns how many. [`kill_escaped`] for a process that is not a subreaper.
-pub(crate) fn kill_marked_live(marker: &str) -> usize {
+pub(crate) fn kill_marked_live(marker: &str) -> Vec<u32> {
     let wanted = format!("{}={marker}", super::launch::TASK_MARKER);
-    let mut killed = 0;
+    let mut killed = Vec::new();
     for pid in processes_with_env(|kv| kv == wanted.as_bytes()) {
         if !is_zombie(pid) && kill(Pid::from_raw(pid as i32), NixSignal::SIGKILL).is_ok() {
-            killed += 1;
+            killed.push(pid);
         }
     }
     killed
+}
+
+/// Whether `pid` has exited (gone, or a zombie): its children have been handed to
+/// their new parent by then.
+pub(crate) fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rfind(')').is_some_and(|i| matches!(stat[i + 1..].trim_start().as_bytes().first(), Some(b'Z' | b'X')))
+        })
+        .unwrap_or(true)
+}
+
+/// Whether the process group `pgid` has a member that has not exited (a zombie has).
+pub(crate) fn group_alive(pgid: u32) -> bool {
+    if killpg(Pid::from_raw(pgid as i32), None).is_err() {
+        return false;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+    dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())).any(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            // After the command name: state, ppid, pgrp.
+            let mut fields = stat.rfind(')').map(|i| stat[i + 1..].split_whitespace()).into_iter().flatten();
+            let live = fields.next().is_some_and(|state| state != "Z" && state != "X");
+            live && fields.nth(1).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+        })
+    })
 }
 
 /// Direct children of this process (of every thread), from `/proc/self/task/*/children`;

@@ -124,24 +124,45 @@ impl TaskTree {
     }
 
     /// SIGKILLs whatever is left of the task: its group, then the marked processes
-    /// outside it, again until none is found (each one killed may leave children of its
-    /// own, reparented), for at most [`CLEAN_UP_ROUNDS`] rounds 5 ms apart. As a child
-    /// subreaper ([`process::become_subreaper`]), the marked processes are looked for
-    /// among this process's own children, where orphans land, which is cheap; otherwise
-    /// in all of `/proc`. Returns how many marked processes outside the group it killed.
+    /// outside it, again until a round finds none and everything killed has exited
+    /// (a process hands its children to their new parent only as it exits, so a search
+    /// made while a killed parent is still dying would miss what it left), for at most
+    /// [`CLEAN_UP_DEADLINE`], 5 ms between rounds. As a child subreaper
+    /// ([`process::become_subreaper`]), the marked processes are looked for among this
+    /// process's own children, where orphans land, which is cheap; otherwise in all of
+    /// `/proc`. Returns how many marked processes outside the group it killed.
+    ///
+    /// What it cannot find: a process that has dropped the task's marker from its
+    /// environment (`env -i`) and left the group (`setsid`), as upstream's POSIX
+    /// launcher's `os::killtree` cannot; cgroups would.
     pub async fn clean_up(&self) -> usize {
-        if let Some(pgid) = self.pgid() {
+        let group = self.pgid();
+        if let Some(pgid) = group {
             let _ = killpg(Pid::from_raw(pgid as i32), NixSignal::SIGKILL);
         }
         let Some(marker) = &self.marker else { return 0 };
         let subreaper = nix::sys::prctl::get_child_subreaper().unwrap_or(false);
+        let deadline = tokio::time::Instant::now() + CLEAN_UP_DEADLINE;
         let mut killed = 0usize;
-        for _ in 0..CLEAN_UP_ROUNDS {
-            let n = if subreaper { process::kill_escaped(marker) } else { process::kill_marked_live(marker) };
-            if n == 0 {
+        let mut dying: Vec<u32> = Vec::new();
+        loop {
+            let found = if subreaper { process::kill_escaped(marker) } else { process::kill_marked_live(marker) };
+            let none_found = found.is_empty();
+            killed = killed.saturating_add(found.len());
+            dying.extend(found);
+            dying.retain(|pid| !process::exited(*pid));
+            let group_alive = group.is_some_and(process::group_alive);
+            if none_found && dying.is_empty() && !group_alive {
                 break;
             }
-            killed = killed.saturating_add(n);
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(marker = &**marker, "task processes still running at the end of the clean-up");
+                break;
+            }
+            if let Some(pgid) = group.filter(|_| group_alive) {
+                // Forked in the group since the last SIGKILL.
+                let _ = killpg(Pid::from_raw(pgid as i32), NixSignal::SIGKILL);
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         killed
@@ -153,8 +174,9 @@ impl TaskTree {
     }
 }
 
-/// Rounds of [`TaskTree::clean_up`]: enough for chains of daemonized processes.
-pub const CLEAN_UP_ROUNDS: usize = 20;
+/// Longest [`TaskTree::clean_up`]: it ends earlier, as soon as nothing of the task is
+/// left; a chain of daemonized processes loses one generation a round (5 ms).
+pub const CLEAN_UP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// A task's process, started by [`spawn`](super::process::spawn) in a process group of
 /// its own with its marker: wait for it with [`wait`](Self::wait), kill it with
@@ -232,7 +254,8 @@ impl TaskProcess {
 
     /// Waits for the task's process to exit, then kills what it left behind
     /// ([`TaskTree::clean_up`]: its group, and its marked processes that left the group),
-    /// and returns how the process ended. When it returns, nothing of the task runs.
+    /// and returns how the process ended. When it returns, nothing of the task runs that
+    /// carries its marker or stayed in its group (see [`TaskTree::clean_up`] for what escapes).
     /// Called again, it returns the same exit.
     ///
     /// # Errors

@@ -211,6 +211,7 @@ fn main() {
     for (figure, path, unit) in ROWS {
         let at = |who: &str| path.split('/').try_fold(&results[who], |v, k| v.get(k));
         let with_unit = |who: &str| format!("{} {unit}", cell(at(who))).trim_end().to_owned();
+        let figure = figure.replace("10 s", &format!("{} s", settle.as_secs()));
         println!("| {figure} | {} | {} |", with_unit("ours"), with_unit("upstream"));
     }
     let machine = format!(

@@ -149,28 +149,26 @@ impl StateFile {
         });
     }
 
-    /// Writes the file now if anything changed and the last write is at least
-    /// [`MIN_INTERVAL`] old; `false` when a change waits (the caller flushes later), so
-    /// a burst of a thousand changes is a few writes, not a thousand.
-    pub fn flush_if_due(&mut self) -> bool {
-        if !self.dirty {
-            return true;
-        }
-        if self.last_write.is_some_and(|t| t.elapsed() < MIN_INTERVAL) {
-            return false;
-        }
-        self.flush();
-        true
+    /// Whether anything changed since the last write.
+    pub fn dirty(&self) -> bool {
+        self.dirty
     }
 
-    /// Writes the file if anything changed since the last write
-    /// ([`write_atomically`]: a reader never
-    /// sees half a file). A failure is logged once and tried again at the next change; it
-    /// never stops the executor.
-    pub fn flush(&mut self) {
+    /// Whether a write now would come less than [`MIN_INTERVAL`] after the last one (a
+    /// burst of a thousand changes is a few writes, not a thousand).
+    pub fn too_soon(&self) -> bool {
+        self.last_write.is_some_and(|t| t.elapsed() < MIN_INTERVAL)
+    }
+
+    /// What the file holds now, when anything changed; the changes count as written
+    /// from here on. The caller writes it ([`Snapshot::write`]) wherever it likes (the
+    /// supervisor: on the blocking pool, never on the loop that sends updates) and says
+    /// how that went ([`written`](Self::written)).
+    pub fn take(&mut self) -> Option<Snapshot> {
         if !self.dirty {
-            return;
+            return None;
         }
+        self.dirty = false;
         self.last_write = Some(std::time::Instant::now());
         let doc = StateDoc {
             executor_id: self.executor_id.clone(),
@@ -178,19 +176,53 @@ impl StateFile {
             updated_at: now(),
             tasks: self.tasks.values().cloned().collect(),
         };
-        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-        match write_atomically(&self.path, &text) {
-            Ok(()) => {
-                self.dirty = false;
-                self.failing = false;
-            }
+        Some(Snapshot { path: self.path.clone(), doc })
+    }
+
+    /// How the write of [`take`](Self::take)'s text went. A failure is logged once (not
+    /// at every change) and the changes wait for the next write; it never stops the
+    /// executor.
+    pub fn written(&mut self, result: std::io::Result<()>) {
+        match result {
+            Ok(()) => self.failing = false,
             Err(e) => {
+                self.dirty = true;
                 if !self.failing {
                     tracing::warn!(path = %self.path.display(), error = %e, "cannot write the state file");
                 }
                 self.failing = true;
             }
         }
+    }
+
+    /// Writes the file here and now if anything changed ([`take`](Self::take), then
+    /// [`write_atomically`]: a reader never
+    /// sees half a file).
+    pub fn flush(&mut self) {
+        if let Some(snapshot) = self.take() {
+            let result = snapshot.write();
+            self.written(result);
+        }
+    }
+}
+
+/// The file's contents at one moment, to be written.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub path: PathBuf,
+    pub doc: StateDoc,
+}
+
+impl Snapshot {
+    /// Serialises and writes the file
+    /// ([`write_atomically`]: a reader never
+    /// sees half a file). Both take their time with thousands of tasks on a busy disk.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn write(self) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(&self.doc).map_err(std::io::Error::other)?;
+        write_atomically(&self.path, &text)
     }
 }
 
@@ -350,6 +382,22 @@ mod tests {
         assert_eq!(forgeable_by_others(&file, every), Some(false));
         assert_eq!(forgeable_by_others(Path::new("/"), name), Some(!nix::unistd::geteuid().is_root()));
         assert_eq!(forgeable_by_others(&dir.path().join("missing/x"), name), None);
+    }
+
+    #[test]
+    fn taken_changes_count_as_written_until_the_write_fails() {
+        let mut file = StateFile::new(PathBuf::from("/nonexistent-dir/state.json"), "e".into(), "f".into());
+        file.started("t", Some(7));
+        let snapshot = file.take().unwrap();
+        assert_eq!(snapshot.path, PathBuf::from("/nonexistent-dir/state.json"));
+        assert_eq!(snapshot.doc.tasks[0].pid, Some(7));
+        assert!(file.take().is_none(), "nothing changed since");
+        assert!(file.too_soon(), "a write just now");
+        file.written(Err(std::io::Error::other("disk full")));
+        assert!(file.dirty() && file.failing, "the changes wait for the next write");
+        assert!(file.take().is_some());
+        file.written(Ok(()));
+        assert!(!file.dirty() && !file.failing);
     }
 
     #[test]

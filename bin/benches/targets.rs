@@ -10,7 +10,8 @@
 //! Run it with `scripts/bench.sh`, which builds in release mode and makes the peer's
 //! virtualenv; `cargo bench -p mesos-executor-daemon --bench targets` runs our side
 //! alone (set `PEER_PYTHON` to a python with pymesos for the peer). Pick parts with
-//! `-- memory fifty speed cpu burst flood herd`.
+//! `-- memory fifty speed cpu burst flood herd`; the number of tasks of `speed` with
+//! `BENCH_SPEED_TASKS` (500).
 
 #[allow(dead_code)]
 #[path = "../../tests/support/herd.rs"]
@@ -42,11 +43,13 @@ struct Subject {
 }
 
 fn subjects() -> Vec<Subject> {
-    let mut out = vec![Subject {
-        name: "mesos-executor",
-        command: vec![env!("CARGO_BIN_EXE_mesos-executor").to_owned(), "--mode=custom".to_owned()],
-        watchdog: true,
-    }];
+    // `BENCH_WRAP="strace -f -tt -T -o /tmp/trace"` (words split on white space) runs our
+    // daemon under that program, to see where its time goes; its memory figures are the
+    // wrapper's then, not the daemon's.
+    let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+    let mut command: Vec<String> = wrap.split_whitespace().map(str::to_owned).collect();
+    command.extend([env!("CARGO_BIN_EXE_mesos-executor").to_owned(), "--mode=custom".to_owned()]);
+    let mut out = vec![Subject { name: "mesos-executor", command, watchdog: true }];
     if let Ok(python) = std::env::var("PEER_PYTHON") {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peer/pymesos_executor.py");
         out.push(Subject { name: "pymesos", command: vec![python, script.display().to_string()], watchdog: false });
@@ -466,7 +469,8 @@ fn main() {
                 r.insert("fifty".into(), fifty(&subject).await);
             }
             if wanted("speed") {
-                r.insert("speed".into(), launch_latency(&subject, 500).await);
+                let n = std::env::var("BENCH_SPEED_TASKS").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
+                r.insert("speed".into(), launch_latency(&subject, n).await);
             }
             if wanted("cpu") {
                 r.insert("cpu".into(), cpu_and_burst(&subject, 10_000).await);

@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+pub mod memory;
 pub mod scheduler;
 
 use std::{

@@ -21,7 +21,8 @@ use super::Cluster;
 
 enum Msg {
     StreamId(String),
-    Event(Value),
+    /// An event, and when its record was read off the stream.
+    Event(Value, Instant),
     End(String),
 }
 
@@ -34,6 +35,10 @@ pub struct Scheduler {
     pub framework_id: String,
     /// Every status update received, in order.
     pub updates: Vec<Value>,
+    /// When each of `updates` was read off the event stream (its record whole).
+    pub received: Vec<Instant>,
+    /// When the last ACCEPT (LAUNCH or LAUNCH_GROUP) was about to be sent.
+    pub accepted: Option<Instant>,
 }
 
 impl Scheduler {
@@ -97,7 +102,7 @@ impl Scheduler {
                     match codec.decode(&mut buf) {
                         Ok(Some(record)) => match serde_json::from_slice(&record) {
                             Ok(v) => {
-                                let _ = tx.send(Msg::Event(v));
+                                let _ = tx.send(Msg::Event(v, Instant::now()));
                             }
                             Err(e) => {
                                 let _ = tx.send(Msg::End(format!("event not JSON: {e}")));
@@ -121,6 +126,8 @@ impl Scheduler {
             stream_id: String::new(),
             framework_id: String::new(),
             updates: Vec::new(),
+            received: Vec::new(),
+            accepted: None,
         };
         match s.events.recv_timeout(Duration::from_secs(30)) {
             Ok(Msg::StreamId(id)) => s.stream_id = id,
@@ -138,8 +145,8 @@ impl Scheduler {
         let end = Instant::now() + deadline;
         loop {
             let left = end.saturating_duration_since(Instant::now());
-            let event = match self.events.recv_timeout(left) {
-                Ok(Msg::Event(e)) => e,
+            let (event, at) = match self.events.recv_timeout(left) {
+                Ok(Msg::Event(e, at)) => (e, at),
                 Ok(Msg::End(e)) => panic!("waiting for {kind}: {e}"),
                 Ok(Msg::StreamId(_)) => continue,
                 Err(_) => panic!("waiting for {kind}: not within {deadline:?}; updates so far: {:?}", self.updates),
@@ -149,6 +156,7 @@ impl Scheduler {
                 panic!("the master sent ERROR: {event}");
             }
             if t == "UPDATE" {
+                self.received.push(at);
                 self.acknowledge(&event["update"]["status"]);
             }
             if t == kind {
@@ -200,6 +208,7 @@ impl Scheduler {
         for t in &mut tasks {
             t["agent_id"] = offer["agent_id"].clone();
         }
+        self.accepted = Some(Instant::now());
         self.call(json!({"type": "ACCEPT", "accept": {
             "offer_ids": [offer["id"]],
             "operations": [{"type": "LAUNCH_GROUP", "launch_group": {
@@ -215,6 +224,7 @@ impl Scheduler {
         let offers = self.next_event("OFFERS", Duration::from_secs(30));
         let offer = &offers["offers"]["offers"][0];
         task["agent_id"] = offer["agent_id"].clone();
+        self.accepted = Some(Instant::now());
         self.call(json!({"type": "ACCEPT", "accept": {
             "offer_ids": [offer["id"]],
             "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}],
@@ -253,6 +263,15 @@ impl Scheduler {
             .filter(|u| u["task_id"]["value"] == task)
             .filter_map(|u| u["state"].as_str().map(str::to_owned))
             .collect()
+    }
+
+    /// When the first update of `task` in `state` was read off the event stream.
+    pub fn received_at(&self, task: &str, state: &str) -> Option<Instant> {
+        self.updates
+            .iter()
+            .zip(&self.received)
+            .find(|(u, _)| u["task_id"]["value"] == task && u["state"] == state)
+            .map(|(_, at)| *at)
     }
 
     /// The last update of `task` in `state`.

@@ -1,6 +1,8 @@
 //! The state file for operators: `mesos-executor-state.json` in the sandbox (or
 //! `--state_file`), replaced atomically (a temporary file, then a rename) whenever
-//! something changes, so `jq` or a person can look at any moment.
+//! something changes, so `jq` or a person can look at any moment. It keeps the live
+//! tasks, those whose last update is unacknowledged, and the last [`MAX_ENDED`] that
+//! ended and were acknowledged.
 //! `mesos-executor state --sandbox DIR` prints it as a table.
 //!
 //! # Schema
@@ -23,7 +25,7 @@
 //! ```
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -35,6 +37,10 @@ use crate::book::Report;
 
 /// The file's name in the sandbox.
 pub const FILE_NAME: &str = "mesos-executor-state.json";
+
+/// How many ended tasks (terminal, acknowledged) the file keeps, the oldest forgotten
+/// first: a custom executor lives for as long as its framework and may run millions.
+pub const MAX_ENDED: usize = 256;
 
 /// Shortest time between two writes; changes in between are written together.
 pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -73,6 +79,8 @@ pub struct StateFile {
     executor_id: String,
     framework_id: String,
     tasks: BTreeMap<String, TaskRecord>,
+    /// Ended tasks in the order they ended, at most [`MAX_ENDED`].
+    ended: VecDeque<String>,
     dirty: bool,
     /// The last write failed (said once, not on every change).
     failing: bool,
@@ -95,6 +103,7 @@ impl StateFile {
             executor_id,
             framework_id,
             tasks: BTreeMap::new(),
+            ended: VecDeque::new(),
             dirty: true,
             failing: false,
             last_write: None,
@@ -130,6 +139,15 @@ impl StateFile {
         {
             record.acknowledged = true;
             self.dirty = true;
+            let terminal = mesos_executor::TaskState::from_str_name(&record.state).is_some_and(|s| s.is_terminal());
+            if terminal && !self.ended.contains(&record.task_id) {
+                self.ended.push_back(task_id.to_owned());
+            }
+            while self.ended.len() > MAX_ENDED {
+                if let Some(oldest) = self.ended.pop_front() {
+                    self.tasks.remove(&oldest);
+                }
+            }
         }
     }
 
@@ -398,6 +416,31 @@ mod tests {
         assert!(file.take().is_some());
         file.written(Ok(()));
         assert!(!file.dirty() && !file.failing);
+    }
+
+    #[test]
+    fn it_keeps_the_live_tasks_and_the_last_ended_ones() {
+        use mesos_executor::proto::v1::TaskState;
+        let mut file = StateFile::new(PathBuf::from("/nonexistent-dir/state.json"), "e".into(), "f".into());
+        let report = |id: &str, state| Report {
+            task_id: id.to_owned(),
+            state,
+            message: None,
+            reason: None,
+            healthy: None,
+            check_status: None,
+        };
+        file.reported(&report("live", TaskState::TaskRunning), [0; 16]);
+        file.acknowledged("live", &[0; 16]);
+        file.reported(&report("unacked", TaskState::TaskFinished), [1; 16]);
+        for n in 0..MAX_ENDED + 10 {
+            let id = format!("done-{n}");
+            file.reported(&report(&id, TaskState::TaskFinished), [2; 16]);
+            file.acknowledged(&id, &[2; 16]);
+        }
+        assert_eq!(file.tasks.len(), MAX_ENDED + 2, "the ended ones beyond the last {MAX_ENDED} are forgotten");
+        assert!(file.tasks.contains_key("live") && file.tasks.contains_key("unacked"));
+        assert!(!file.tasks.contains_key("done-0") && file.tasks.contains_key(&format!("done-{}", MAX_ENDED + 9)));
     }
 
     #[test]

@@ -343,10 +343,32 @@ pub fn signal_task(pgid: Option<u32>, marker: &str, signal: Signal) -> usize {
         .into_iter()
         .filter(|pid| group.is_none() || nix::unistd::getpgid(Some(Pid::from_raw(*pid as i32))).ok() != group)
         .collect();
-    for pid in &outside {
-        let _ = kill(Pid::from_raw(*pid as i32), signal);
+    let marked = |kv: &[u8]| kv == wanted.as_bytes();
+    outside.into_iter().filter(|pid| signal_if_marked(*pid, &marked, signal)).count()
+}
+
+/// Sends `signal` to `pid` if, and only if, it carries an environment entry for which
+/// `marked` holds. The process is pinned first (a pidfd), then its environment read,
+/// then the signal sent through the pidfd: a marked process that exits after the read,
+/// its pid taken by an unrelated process, is never confused with it (a plain `kill`
+/// after the read would signal the newcomer, as root). On a kernel without pidfds
+/// (before 5.3): the read, then `kill`.
+fn signal_if_marked(pid: u32, marked: &dyn Fn(&[u8]) -> bool, signal: NixSignal) -> bool {
+    let Some(target) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else { return false };
+    let pinned = match rustix::process::pidfd_open(target, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => Some(fd),
+        Err(rustix::io::Errno::NOSYS) => None,
+        // Gone already (or not ours to see).
+        Err(_) => return false,
+    };
+    let carries = std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|b| *b == 0).any(marked));
+    if !carries {
+        return false;
     }
-    outside.len()
+    match (pinned, rustix::process::Signal::from_named_raw(signal as i32)) {
+        (Some(fd), Some(sig)) => rustix::process::pidfd_send_signal(&fd, sig).is_ok(),
+        _ => kill(Pid::from_raw(target.as_raw_nonzero().get()), signal).is_ok(),
+    }
 }
 
 /// Pids (not this process) whose environment has an entry for which `matches` holds.
@@ -436,9 +458,7 @@ pub(crate) fn kill_escaped(marker: &str) -> Vec<u32> {
         if ours.contains(&pid) || is_zombie(pid) {
             continue;
         }
-        let marked = std::fs::read(format!("/proc/{pid}/environ"))
-            .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == wanted.as_bytes()));
-        if marked && kill(Pid::from_raw(pid as i32), NixSignal::SIGKILL).is_ok() {
+        if signal_if_marked(pid, &|kv| kv == wanted.as_bytes(), NixSignal::SIGKILL) {
             killed.push(pid);
         }
     }
@@ -450,8 +470,9 @@ pub(crate) fn kill_escaped(marker: &str) -> Vec<u32> {
 pub(crate) fn kill_marked_live(marker: &str) -> Vec<u32> {
     let wanted = format!("{}={marker}", super::launch::TASK_MARKER);
     let mut killed = Vec::new();
-    for pid in processes_with_env(|kv| kv == wanted.as_bytes()) {
-        if !is_zombie(pid) && kill(Pid::from_raw(pid as i32), NixSignal::SIGKILL).is_ok() {
+    let marked = |kv: &[u8]| kv == wanted.as_bytes();
+    for pid in processes_with_env(marked) {
+        if !is_zombie(pid) && signal_if_marked(pid, &marked, NixSignal::SIGKILL) {
             killed.push(pid);
         }
     }
@@ -519,10 +540,11 @@ fn is_zombie(pid: u32) -> bool {
 /// ```
 pub fn kill_marked_with_prefix(prefix: &str) -> usize {
     let wanted = format!("{}={prefix}", super::launch::TASK_MARKER);
-    let pids = processes_with_env(|kv| kv.starts_with(wanted.as_bytes()));
-    for pid in &pids {
-        let _ = kill(Pid::from_raw(*pid as i32), NixSignal::SIGKILL);
-    }
+    let marked = |kv: &[u8]| kv.starts_with(wanted.as_bytes());
+    let pids: Vec<u32> = processes_with_env(marked)
+        .into_iter()
+        .filter(|pid| signal_if_marked(*pid, &marked, NixSignal::SIGKILL))
+        .collect();
     pids.len()
 }
 
@@ -573,6 +595,27 @@ fn proc_table() -> HashMap<u32, (u32, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_marked_process_is_signalled_through_its_pidfd() {
+        let spawn = |marker: &str| {
+            std::process::Command::new("sleep").arg("30").env("SIGNAL_IF_MARKED_TEST", marker).spawn().unwrap()
+        };
+        let wanted = format!("SIGNAL_IF_MARKED_TEST=yes-{}", std::process::id());
+        let marked = |kv: &[u8]| kv == wanted.as_bytes();
+        let mut other = spawn("no");
+        let mut ours = spawn(&format!("yes-{}", std::process::id()));
+        // The environment is there once the child has exec'd.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!signal_if_marked(other.id(), &marked, NixSignal::SIGKILL), "unmarked");
+        assert!(signal_if_marked(ours.id(), &marked, NixSignal::SIGKILL), "marked");
+        assert_eq!(ours.wait().unwrap().signal(), Some(9));
+        assert!(other.try_wait().unwrap().is_none(), "the unmarked one runs on");
+        other.kill().unwrap();
+        other.wait().unwrap();
+        // Gone (reaped): nothing to pin, nothing signalled.
+        assert!(!signal_if_marked(ours.id(), &marked, NixSignal::SIGKILL));
+    }
 
     #[test]
     fn exit_messages_follow_upstream() {

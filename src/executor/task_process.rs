@@ -146,15 +146,17 @@ impl TaskTree {
         let mut killed = 0usize;
         let mut dying: Vec<u32> = Vec::new();
         loop {
-            let found = if subreaper { process::kill_escaped(marker) } else { process::kill_marked_live(marker) };
-            let none_found = found.is_empty();
-            killed = killed.saturating_add(found.len());
-            dying.extend(found);
+            // Settled before the search: everything killed had exited (and handed its
+            // children on) before the search began, so the search saw them all.
             dying.retain(|pid| !process::exited(*pid));
             let group_alive = group.is_some_and(process::group_alive);
-            if none_found && dying.is_empty() && !group_alive {
+            let settled = dying.is_empty() && !group_alive;
+            let found = if subreaper { process::kill_escaped(marker) } else { process::kill_marked_live(marker) };
+            if found.is_empty() && settled {
                 break;
             }
+            killed = killed.saturating_add(found.len());
+            dying.extend(found);
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(marker = &**marker, "task processes still running at the end of the clean-up");
                 break;

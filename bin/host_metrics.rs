@@ -113,11 +113,44 @@ pub fn remove(path: &Path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove a file at exit"),
     }
+    // A write cut short by a SIGKILL leaves its temporary file beside it: the writer's
+    // `.<name>.<32 hex>.tmp`, and nothing else, goes too (unlinked, never followed).
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else { return };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(random) = file.to_str().and_then(|f| f.strip_prefix(&prefix)).and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        if random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removal_takes_a_write_cut_short_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mesos-executor_fw_ex_0123456789abcdef.prom");
+        let cut = dir.path().join(format!(".mesos-executor_fw_ex_0123456789abcdef.prom.{}.tmp", "a1".repeat(16)));
+        let others = [
+            dir.path().join("node.prom"),
+            dir.path().join(".mesos-executor_fw_ex_0123456789abcdef.prom.not-ours.tmp"),
+            dir.path().join(format!(".other.prom.{}.tmp", "a1".repeat(16))),
+        ];
+        for f in others.iter().chain([&file, &cut]) {
+            std::fs::write(f, "x").unwrap();
+        }
+        remove(&file);
+        assert!(!file.exists() && !cut.exists());
+        assert!(others.iter().all(|f| f.exists()), "only the executor's own files go");
+    }
 
     #[test]
     fn hostile_ids_make_one_plain_name() {

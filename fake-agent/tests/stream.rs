@@ -312,7 +312,15 @@ async fn executor_process_gets_the_agent_environment_and_dies_with_its_container
     ] {
         assert!(env.lines().any(|l| l == expected), "missing {expected} in\n{env}");
     }
-    let container = agent.agent.container_members();
+    // The shell forks its two sleeps after writing env.txt: give them a moment.
+    let mut container = agent.agent.container_members();
+    for _ in 0..100 {
+        if container.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        container = agent.agent.container_members();
+    }
     assert!(container.len() >= 3, "executor and both sleeps: {container:?}");
     agent.agent.destroy_container("test");
     agent

@@ -10,7 +10,8 @@
 //! What: TOML, one `key = value` per flag, the key being the flag's name without `--`
 //! (`log_format = "json"`, `max_tasks = 8`). Each value goes through the flag's own
 //! parser and becomes that flag's default: a flag on the command line wins, then its
-//! environment form (where read), then the file. `launcher_dir` (the agent's) and the
+//! environment form (where read), then the file. `launcher_dir` (the agent's), the
+//! flags the agent sets for one task (`task_command`, capabilities, ...) and the
 //! internal flags are not options. A malformed file, an unknown key or a bad value is
 //! bad usage (exit 64), named with the file and the line.
 //!
@@ -37,6 +38,20 @@ pub const ENV: &str = "MESOS_EXECUTOR_CONFIG";
 
 /// Flags a file may not set: the agent's own, and the file's.
 const NOT_OPTIONS: [&str; 4] = ["launcher_dir", "config", "help", "version"];
+
+/// Flags the agent sets for one task (its command, environment, capabilities, TTY,
+/// container): a host's file that set them would do it to every task on the host.
+const PER_TASK: [&str; 9] = [
+    "task_command",
+    "task_environment",
+    "task_launch_info",
+    "task_supplementary_groups",
+    "effective_capabilities",
+    "bounding_capabilities",
+    "tty_slave_path",
+    "rootfs",
+    "sandbox_directory",
+];
 
 /// The longest file read.
 const MAX_LEN: u64 = 1 << 20;
@@ -209,6 +224,10 @@ pub fn apply(
         });
         if NOT_OPTIONS.contains(&entry.key.as_str()) {
             let why = format!("{} is not an option: it is for the command line alone", entry.key);
+            return Err(ConfigError::new(path, Some(entry.line), why));
+        }
+        if PER_TASK.contains(&entry.key.as_str()) {
+            let why = format!("{} is the agent's, for one task: a host's file would set it for every task", entry.key);
             return Err(ConfigError::new(path, Some(entry.line), why));
         }
         if !known {

@@ -138,6 +138,8 @@ fn a_bad_file_is_bad_usage_naming_the_file_and_the_line() {
         ("max_tasks = 0\n", "line 1", "max_tasks"),
         ("log_format = \"yaml\"\n", "line 1", "yaml"),
         ("launcher_dir = \"/usr/libexec/mesos\"\n", "line 1", "launcher_dir"),
+        ("max_tasks = 4\ntask_command = \"{\\\"value\\\": \\\"true\\\"}\"\n", "line 2", "task_command"),
+        ("effective_capabilities = \"{}\"\n", "line 1", "effective_capabilities"),
     ];
     for (text, line, what) in cases {
         let (_dir, path) = config(text);

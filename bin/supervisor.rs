@@ -312,9 +312,7 @@ impl Supervisor {
                     Signal::Term => process::Signal::TERM,
                     Signal::Kill => process::Signal::KILL,
                 };
-                // Counted before: a group that has ended by then was still signalled.
-                let in_group = group_size(tree.pgid());
-                let processes = in_group + tree.signal(sig);
+                let processes = tree.signal(sig);
                 let (no_grace, grace) = (grace.is_zero(), mesos_executor::env::format_duration(grace));
                 match signal {
                     Signal::Term => {
@@ -411,23 +409,6 @@ impl Supervisor {
             None
         });
     }
-}
-
-/// How many live processes are in the process group `pgid` (`/proc/<pid>/stat`).
-fn group_size(pgid: Option<u32>) -> usize {
-    let Some(pgid) = pgid else { return 0 };
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
-    dir.flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| {
-            // After the command name: state, ppid, pgrp.
-            let mut fields = stat.rfind(')').map(|i| stat[i + 1..].split_whitespace()).into_iter().flatten();
-            let state = fields.next();
-            let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
-            state != Some("Z") && group == Some(pgid)
-        })
-        .count()
 }
 
 /// Sleeps until `deadline`, or forever without one.

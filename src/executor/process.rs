@@ -448,8 +448,9 @@ pub(crate) fn kill_group(pgid: Option<u32>) {
 /// SIGKILLs our direct children (not spawned through tokio) that carry `marker`:
 /// processes of a task that left its group and whose parents died, so that they were
 /// reparented to this subreaper. Cheap: reads only our children, not all of `/proc`.
-/// Their own children are reparented to us in turn, so callers repeat until it
-/// returns 0.
+/// Their own children are reparented to us as each exits, so callers repeat until a
+/// search finds none after everything killed has exited ([`TaskTree::clean_up`]).
+/// Returns the pids killed.
 pub(crate) fn kill_escaped(marker: &str) -> Vec<u32> {
     let wanted = format!("{}={marker}", super::launch::TASK_MARKER);
     let ours = OWN_CHILDREN.lock().map(|s| s.clone()).unwrap_or_default();
@@ -466,7 +467,7 @@ pub(crate) fn kill_escaped(marker: &str) -> Vec<u32> {
 }
 
 /// SIGKILLs every live process (not a zombie) that carries `marker`, found in all of
-/// `/proc`; returns how many. [`kill_escaped`] for a process that is not a subreaper.
+/// `/proc`; returns their pids. [`kill_escaped`] for a process that is not a subreaper.
 pub(crate) fn kill_marked_live(marker: &str) -> Vec<u32> {
     let wanted = format!("{}={marker}", super::launch::TASK_MARKER);
     let mut killed = Vec::new();
@@ -491,18 +492,24 @@ pub(crate) fn exited(pid: u32) -> bool {
 
 /// Whether the process group `pgid` has a member that has not exited (a zombie has).
 pub(crate) fn group_alive(pgid: u32) -> bool {
-    if killpg(Pid::from_raw(pgid as i32), None).is_err() {
-        return false;
-    }
-    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
-    dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())).any(|pid| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            // After the command name: state, ppid, pgrp.
-            let mut fields = stat.rfind(')').map(|i| stat[i + 1..].split_whitespace()).into_iter().flatten();
-            let live = fields.next().is_some_and(|state| state != "Z" && state != "X");
-            live && fields.nth(1).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+    killpg(Pid::from_raw(pgid as i32), None).is_ok() && group_members(pgid) > 0
+}
+
+/// How many members of the process group `pgid` have not exited (zombies have), from
+/// `/proc/<pid>/stat`.
+pub(crate) fn group_members(pgid: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // After the command name: state, ppid, pgrp.
+                let mut fields = stat.rfind(')').map(|i| stat[i + 1..].split_whitespace()).into_iter().flatten();
+                let live = fields.next().is_some_and(|state| state != "Z" && state != "X");
+                live && fields.nth(1).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+            })
         })
-    })
+        .count()
 }
 
 /// Direct children of this process (of every thread), from `/proc/self/task/*/children`;

@@ -109,18 +109,22 @@ impl TaskTree {
     }
 
     /// Sends `signal` once to every process of the task: its group, and the marked
-    /// processes outside it ([`process::signal_task`]). Returns how many were signalled
-    /// by marker.
+    /// processes outside it ([`process::signal_task`]). Returns how many processes were
+    /// signalled: the group's live members (counted just before) and the marked ones
+    /// outside it.
     pub fn signal(&self, signal: Signal) -> usize {
-        match &self.marker {
-            Some(marker) => process::signal_task(self.pgid(), marker, signal),
+        let group = self.pgid();
+        let in_group = group.map_or(0, process::group_members);
+        let outside = match &self.marker {
+            Some(marker) => process::signal_task(group, marker, signal),
             None => {
-                if let Some(pgid) = self.pgid() {
+                if let Some(pgid) = group {
                     let _ = killpg(Pid::from_raw(pgid as i32), signal.nix());
                 }
                 0
             }
-        }
+        };
+        in_group.saturating_add(outside)
     }
 
     /// SIGKILLs whatever is left of the task: its group, then the marked processes
@@ -381,6 +385,22 @@ mod tests {
         crate::executor::process::kill_marked_with_prefix("unit-test/terminate");
         assert_eq!(exit, Exit::Code(1), "one SIGTERM");
         assert!(left.is_empty(), "left running: {left:?}");
+    }
+
+    #[tokio::test]
+    async fn signal_counts_the_group_and_the_marked_processes_outside_it() {
+        let marker = format!("unit-test/count-{}", std::process::id());
+        let script = "sleep 30 & setsid sleep 31 & wait";
+        let mut task = spawn(&task(script, &marker), Path::new("/"), Stdio::null(), Stdio::null()).unwrap();
+        // The shell, its sleep in the group, and the one that left it.
+        for _ in 0..100 {
+            if process::group_members(task.id().unwrap()) == 2 && running("sleep 31").len() == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(task.signal(Signal::KILL), 3);
+        task.wait().await.unwrap();
     }
 
     #[test]
